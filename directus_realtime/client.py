@@ -1,0 +1,442 @@
+"""The asyncio driver around ``RealtimeProtocol``: the same code in Pyodide and in CPython.
+
+It turns the machine's events into futures, async iterators and handler calls, keeps one timer
+for ``next_deadline()``, and hands socket work to a transport. A transport is any callable
+``transport(url, listener) -> socket`` where ``socket`` has ``send(text)`` and ``close()``, and
+calls ``listener.socket_opened()``, ``listener.socket_message(text)``,
+``listener.socket_closed(code, reason)`` and ``listener.socket_error(error)``. The browser's is
+``transports/browser.py`` (native ``WebSocket`` through the JS FFI); CPython's is
+``transports/cpython.py`` (the ``websockets`` library). Nothing else differs between the two.
+"""
+
+import asyncio
+import sys
+import time
+
+from . import protocol as p
+from .errors import ConnectionFailed, RealtimeError
+
+EVENTS = ("open", "message", "close", "error")
+
+
+def default_transport():
+    if sys.platform == "emscripten":
+        from .transports.browser import BrowserWebSocket
+
+        return BrowserWebSocket
+    from .transports.cpython import WebsocketsSocket
+
+    return WebsocketsSocket
+
+
+class Subscription:
+    """What ``subscribe()`` returns: an async iterator of the subscription's messages.
+
+    Each message is Directus's own ``{type: "subscription", event, data, uid}``; the first is
+    ``init``. Iteration stops after ``unsubscribe()`` and raises when the connection is gone for
+    good (credentials refused, retries used up, ``disconnect()``), so a loop never hangs.
+    """
+
+    def __init__(self, client, key, uid):
+        self._client = client
+        self.key = key
+        self.uid = uid
+        self._queue = []
+        self._waiter = None
+        self._ended = False
+        self._error = None
+
+    @property
+    def subscription(self):
+        """The SDK returns ``{subscription, unsubscribe}``; this mirrors ``.subscription``."""
+        return self
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while not self._queue:
+            if self._ended:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_event_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.pop(0)
+
+    def unsubscribe(self):
+        self._client._unsubscribe(self)
+
+    def _push(self, message):
+        self._queue.append(message)
+        self._wake()
+
+    def _end(self, error):
+        self._ended = True
+        self._error = error
+        self._wake()
+
+    def _wake(self):
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class RealtimeClient:
+    """A Directus realtime connection: the SDK's ``createDirectus(url).with(realtime())``.
+
+    Build one with ``create_directus(url).with_(static_token(t)).with_(realtime())`` or directly::
+
+        client = RealtimeClient("http://127.0.0.1:8055", access_token="...")
+        await client.connect()
+        sub = await client.subscribe("messages", event="create", query={"fields": ["*"]})
+        async for message in sub:
+            print(message)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        access_token=None,
+        email=None,
+        password=None,
+        refresh_token=None,
+        token_provider=None,
+        auth_mode: str = "handshake",
+        heartbeat: bool = True,
+        heartbeat_period: float = 30.0,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+        reconnect=True,
+        outbox_limit: int = 1000,
+        ws_url=None,
+        transport=None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._token_provider = token_provider
+        self._proto = p.RealtimeProtocol(
+            self.url,
+            auth_mode=auth_mode,
+            access_token=access_token,
+            email=email,
+            password=password,
+            refresh_token=refresh_token,
+            has_token_provider=token_provider is not None,
+            heartbeat=heartbeat,
+            heartbeat_period=heartbeat_period,
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+            reconnect=_backoff(reconnect),
+            outbox_limit=outbox_limit,
+            ws_url=ws_url,
+        )
+        self._transport = transport or default_transport()
+        self._socket = None
+        self._handlers = {name: [] for name in EVENTS}
+        self._state_handlers = []
+        self._subscriptions = {}
+        self._requests = {}
+        self._connect_waiters = []
+        self._timer = None
+        self._pumping = False
+
+    # ----- the SDK's surface -----
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``connecting``, ``authenticating``, ``open``, ``reconnecting``,
+        ``offline`` or ``failed``."""
+        return self._proto.state
+
+    @property
+    def is_connected(self) -> bool:
+        return self._proto.state == p.OPEN
+
+    @property
+    def failure(self):
+        """The error that made the client give up (state ``failed``), else None."""
+        return self._proto.failure
+
+    @property
+    def retry_in(self):
+        """While reconnecting: seconds until the next attempt, else None."""
+        if self._proto.retry_at is None:
+            return None
+        return max(0.0, self._proto.retry_at - _now())
+
+    @property
+    def ever_connected(self) -> bool:
+        return self._proto.ever_opened
+
+    async def connect(self) -> None:
+        """Open the connection; returns once authenticated.
+
+        Raises when the client gives up (credentials refused, retries used up, disconnect()).
+        A failed attempt is retried in the background with backoff, as configured.
+        """
+        if self.is_connected:
+            return
+        future = asyncio.get_event_loop().create_future()
+        self._connect_waiters.append(future)
+        self._pump(self._proto.connect, _now())
+        await future
+
+    def disconnect(self) -> None:
+        """Close for good: no reconnect; subscriptions end, waiting requests fail."""
+        self._pump(self._proto.disconnect, _now())
+
+    def on_websocket(self, event: str, handler):
+        """Call ``handler`` on ``open``, ``message`` (the decoded message), ``close`` or
+        ``error``. Returns a function that removes the handler."""
+        if event not in self._handlers:
+            raise ValueError("event must be one of " + ", ".join(EVENTS) + ", not " + repr(event))
+        self._handlers[event].append(handler)
+
+        def remove():
+            if handler in self._handlers[event]:
+                self._handlers[event].remove(handler)
+
+        return remove
+
+    def on_state(self, handler):
+        """Call ``handler(state, client)`` on every state change. Returns a remover."""
+        self._state_handlers.append(handler)
+        return lambda: self._state_handlers.remove(handler)
+
+    def send_message(self, message):
+        """Send a message as is (a dict gets a ``uid`` when it has none). Returns the uid.
+
+        While disconnected, dict messages wait in the outbox instead of raising.
+        """
+        return self._pump(self._proto.send_message, message, _now())
+
+    async def subscribe(
+        self, collection: str, event=None, query=None, uid=None, item=None
+    ) -> Subscription:
+        """Subscribe to ``collection`` (optionally one ``event`` and one ``item``).
+
+        Returns at once; the subscription is sent now, or when the connection opens, and again
+        with a fresh uid after every reconnect.
+        """
+        key = self._proto.subscribe(collection, event, query, uid, item)
+        sub = self._subscriptions[key] = Subscription(self, key, uid)
+        self._drain()
+        return sub
+
+    async def request(self, message: dict, timeout=None, retry=None):
+        """Send ``message`` and wait for Directus's reply (the whole reply dict)."""
+        future = asyncio.get_event_loop().create_future()
+        key = self._proto.request(message, timeout, retry, _now())
+        self._requests[key] = future
+        self._drain()
+        return await future
+
+    async def create(self, collection: str, data, query=None):
+        """Create one item (dict) or several (list); returns what Directus stored."""
+        return await self._items("create", collection, data=data, query=query)
+
+    async def read(self, collection: str, id=None, ids=None, query=None):
+        return await self._items("read", collection, id=id, ids=ids, query=query)
+
+    async def update(self, collection: str, data, id=None, ids=None, query=None):
+        return await self._items("update", collection, data=data, id=id, ids=ids, query=query)
+
+    async def delete(self, collection: str, id=None, ids=None, query=None):
+        return await self._items("delete", collection, id=id, ids=ids, query=query)
+
+    async def authenticate(self, access_token: str) -> None:
+        """Re-authenticate the open socket with a new access token (keeps subscriptions)."""
+        self._pump(self._proto.authenticate, _now(), access_token)
+
+    def set_credentials(self, access_token=None, email=None, password=None, refresh_token=None):
+        """Replace the credentials; a client that gave up on refused ones tries again."""
+        self._pump(
+            self._proto.set_credentials, _now(), access_token, email, password, refresh_token
+        )
+
+    def set_online(self, online: bool) -> None:
+        """Tell the client the network went down or came back (retries at once when back)."""
+        self._pump(self._proto.set_online, online, _now())
+
+    def outbox(self):
+        return self._proto.outbox()
+
+    # ----- internals -----
+
+    async def _items(self, action, collection, **fields):
+        message = {"type": "items", "collection": collection, "action": action}
+        for name, value in fields.items():
+            if value is not None:
+                message[name] = value
+        reply = await self.request(message)
+        return reply.get("data")
+
+    def _unsubscribe(self, sub):
+        self._pump(self._proto.unsubscribe, sub.key)
+
+    def _pump(self, method, *args):
+        """Call a protocol method, then carry out everything it asked for."""
+        result = method(*args)
+        self._drain()
+        return result
+
+    def _drain(self):
+        if self._pumping:
+            return  # an outer _drain will pick the new events up
+        self._pumping = True
+        try:
+            events = self._proto.events()
+            while events:
+                for event in events:
+                    self._handle(event)
+                events = self._proto.events()
+        finally:
+            self._pumping = False
+        self._schedule_tick()
+
+    def _handle(self, event):
+        if isinstance(event, p.SendText):
+            if self._socket is not None:
+                self._socket.send(event.text)
+        elif isinstance(event, p.OpenSocket):
+            self._close_socket()
+            listener = _Listener(self)
+            self._socket = listener.socket = self._transport(event.url, listener)
+        elif isinstance(event, p.CloseSocket):
+            self._close_socket()
+        elif isinstance(event, p.SubscriptionMessage):
+            sub = self._subscriptions.get(event.key)
+            if sub is not None:
+                sub.uid = event.message.get("uid")
+                sub._push(event.message)
+        elif isinstance(event, p.SubscriptionEnded):
+            sub = self._subscriptions.pop(event.key, None)
+            if sub is not None:
+                sub._end(event.error)
+        elif isinstance(event, p.RequestDone):
+            future = self._requests.pop(event.key, None)
+            if future is not None and not future.done():
+                future.set_result(event.reply)
+        elif isinstance(event, p.RequestFailed):
+            future = self._requests.pop(event.key, None)
+            if future is not None and not future.done():
+                future.set_exception(event.error)
+        elif isinstance(event, p.Opened):
+            self._resolve_connect(None)
+            self._call("open", event)
+        elif isinstance(event, p.MessageReceived):
+            self._call("message", event.message)
+        elif isinstance(event, p.Closed):
+            self._call("close", event)
+        elif isinstance(event, p.ErrorOccurred):
+            self._call("error", event.error)
+        elif isinstance(event, p.StateChanged):
+            if event.state in (p.FAILED, p.CLOSED):
+                self._resolve_connect(
+                    self._proto.failure or ConnectionFailed("disconnect() was called.")
+                )
+            for handler in list(self._state_handlers):
+                _safely(handler, event.state, self)
+        elif isinstance(event, p.ScheduleRefresh):
+            asyncio.ensure_future(self._refresh_token())
+
+    def _call(self, name, arg):
+        for handler in list(self._handlers[name]):
+            _safely(handler, arg)
+
+    def _resolve_connect(self, error):
+        waiters, self._connect_waiters = self._connect_waiters, []
+        for future in waiters:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def _close_socket(self):
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            socket.close()
+
+    def _schedule_tick(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._proto.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, deadline - _now())
+            self._timer = asyncio.get_event_loop().call_later(delay + 0.001, self._on_timer)
+
+    def _on_timer(self):
+        self._timer = None
+        self._pump(self._proto.tick, _now())
+
+    async def _refresh_token(self):
+        try:
+            token = self._token_provider()
+            if hasattr(token, "__await__"):
+                token = await token
+        except Exception as error:  # the provider's failure is the user's to see
+            self._call("error", RealtimeError("token_provider failed: " + str(error)))
+            return
+        self._pump(self._proto.authenticate, _now(), token)
+
+
+class _Listener:
+    """What a transport calls; ties each callback to the socket it came from."""
+
+    def __init__(self, client):
+        self._client = client
+        self.socket = None
+
+    def socket_opened(self):
+        self._forward(self._client._proto.socket_opened)
+
+    def socket_message(self, text):
+        if self._is_current():
+            self._client._pump(self._client._proto.receive_text, text, _now())
+
+    def socket_closed(self, code=None, reason=""):
+        self._forward(self._client._proto.socket_closed, code, reason)
+
+    def socket_error(self, error=None):
+        self._forward(self._client._proto.socket_error, error)
+
+    def _is_current(self):
+        return self.socket is not None and self.socket is self._client._socket
+
+    def _forward(self, method, *args):
+        if self._is_current():
+            self._client._pump(method, _now(), *args)
+
+
+def _safely(handler, *args):
+    try:
+        handler(*args)
+    except Exception as error:  # a broken handler must not break the connection
+        print("directus_realtime: a handler raised " + repr(error))
+
+
+def _now():
+    return time.monotonic()
+
+
+def _backoff(reconnect):
+    if reconnect is False or reconnect is None:
+        return False
+    if reconnect is True:
+        return p.Backoff()
+    if isinstance(reconnect, p.Backoff):
+        return reconnect
+    if isinstance(reconnect, dict):
+        return p.Backoff(
+            delay=reconnect.get("delay", 0.5),
+            max_delay=reconnect.get("max_delay", 30.0),
+            retries=reconnect.get("retries"),
+        )
+    raise TypeError("reconnect must be True, False, a dict or a Backoff")

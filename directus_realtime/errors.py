@@ -1,0 +1,67 @@
+"""Errors a user of the client can meet. Each says what happened and what to do."""
+
+
+class RealtimeError(Exception):
+    """Base class of every error raised by ``directus_realtime``."""
+
+    code = "REALTIME_ERROR"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.code + ": " + self.message
+
+
+class DirectusError(RealtimeError):
+    """Directus answered with ``status: "error"``; ``code`` and ``message`` are Directus's own."""
+
+    def __init__(self, code: str, message: str, reply: dict | None = None) -> None:
+        super().__init__(message, code)
+        self.reply = reply or {}
+
+    @classmethod
+    def from_reply(cls, reply: dict) -> "DirectusError":
+        error = reply.get("error") or {}
+        if not isinstance(error, dict):
+            error = {"message": str(error)}
+        code = str(error.get("code") or "UNKNOWN")
+        message = str(error.get("message") or "Directus reported an error without a message.")
+        return cls(code, message, reply)
+
+
+class AuthenticationError(DirectusError):
+    """Directus refused the credentials. Reconnecting will not help: change the token."""
+
+
+class ConnectionLost(RealtimeError):
+    """The socket closed before Directus answered a request."""
+
+    code = "CONNECTION_LOST"
+
+
+class ConnectionFailed(RealtimeError):
+    """The client gave up connecting (retries used up, or ``disconnect()`` was called)."""
+
+    code = "CONNECTION_FAILED"
+
+
+class RequestTimeout(RealtimeError):
+    """Directus did not answer a request in time."""
+
+    code = "TIMEOUT"
+
+
+class OutboxFull(RealtimeError):
+    """Too many writes are waiting for the connection to come back."""
+
+    code = "OUTBOX_FULL"
+
+
+class InvalidFrame(RealtimeError):
+    """The server sent something that is not a JSON object."""
+
+    code = "INVALID_FRAME"

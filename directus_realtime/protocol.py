@@ -1,0 +1,806 @@
+"""The Directus realtime protocol as a sans-I/O state machine.
+
+Nothing here opens a socket, starts a timer or awaits anything. A driver (``client.py``)
+feeds the machine what happened, always with the current time::
+
+    proto.connect(now)                  # the user wants a connection
+    proto.socket_opened(now)            # the transport says the socket is open
+    proto.receive_text(text, now)       # a text frame arrived
+    proto.socket_closed(now, code)      # the socket is gone
+    proto.tick(now)                     # the deadline from next_deadline() has passed
+
+and after each call drains ``proto.events()``: a list, in order, of what to do (``OpenSocket``,
+``SendText``, ``CloseSocket``) and what to deliver (``Opened``, ``MessageReceived``,
+``SubscriptionMessage``, ``RequestDone`` ...). Because the same machine runs in Pyodide and
+CPython, the browser and the ``websockets`` transports cannot drift apart, and every rule below
+is tested in milliseconds without a server (``tests/unit``).
+
+The rules, and where they do better than ``@directus/sdk``:
+
+* uids come from one counter for the client's whole life, so a late reply can never be taken
+  for the answer to a newer request (the SDK restarts its uids at 1 on every reconnect);
+* a subscription's ``init`` is buffered like any other event, never dropped;
+* an error without a uid fails nothing by itself: it is attributed to the one request that can
+  have caused it, or else reported as an ``error`` event (the SDK fails every subscription);
+* reconnection backs off exponentially with full jitter, unlimited by default; subscriptions are
+  re-sent with fresh uids, unsubscribed ones are not; writes made while disconnected wait in a
+  bounded outbox and are sent in order once the connection is back;
+* a connection that hears nothing for 1.5 heartbeat periods is treated as dead (half-open sockets
+  do not freeze the client);
+* a refused token stops the retries (no retry storm) until new credentials are given.
+
+Portability: plain classes and no ``typing`` at run time, so MicroPython can run it too.
+"""
+
+import json
+import random
+
+from .errors import (
+    AuthenticationError,
+    ConnectionFailed,
+    ConnectionLost,
+    DirectusError,
+    InvalidFrame,
+    OutboxFull,
+    RequestTimeout,
+)
+
+# Connection states, as shown to users (``#status[data-state]`` maps onto these).
+CLOSED = "closed"  # never connected, or disconnect() was called
+CONNECTING = "connecting"  # socket opening
+AUTHENTICATING = "authenticating"  # socket open, waiting for {"type": "auth", "status": "ok"}
+OPEN = "open"  # ready: subscriptions and requests flow
+RECONNECTING = "reconnecting"  # waiting for the next attempt (see ``retry_at``)
+OFFLINE = "offline"  # the host says the network is down; waiting for it to come back
+FAILED = "failed"  # given up: refused credentials or retries used up; see ``failure``
+
+AUTH_MODES = ("handshake", "public", "strict")
+
+
+# --- What the machine asks the driver to do -----------------------------------------------
+
+
+class OpenSocket:
+    """Open a WebSocket to ``url``; report back with socket_opened / socket_closed."""
+
+    def __init__(self, url):
+        self.url = url
+
+
+class SendText:
+    """Send ``text`` as one text frame on the current socket."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+class CloseSocket:
+    """Close the current socket (the machine already considers it gone)."""
+
+    def __init__(self, reason=""):
+        self.reason = reason
+
+
+class ScheduleRefresh:
+    """Fetch a fresh access token (``token_provider``) and pass it to ``authenticate()``."""
+
+
+# --- What the machine delivers to the user --------------------------------------------------
+
+
+class Opened:
+    """The connection is open and authenticated: the SDK's ``open`` event."""
+
+
+class Closed:
+    """The socket closed: the SDK's ``close`` event."""
+
+    def __init__(self, code=None, reason=""):
+        self.code = code
+        self.reason = reason
+
+
+class ErrorOccurred:
+    """The SDK's ``error`` event: a socket error, a bad frame, or an error nobody asked for."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+class MessageReceived:
+    """Every decoded message from the server (the SDK's ``message`` event), pings excepted."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+class StateChanged:
+    def __init__(self, state, previous):
+        self.state = state
+        self.previous = previous
+
+
+class SubscriptionMessage:
+    """A ``{type: "subscription", event, data, uid}`` message for subscription ``key``."""
+
+    def __init__(self, key, message):
+        self.key = key
+        self.message = message
+
+
+class SubscriptionEnded:
+    """Subscription ``key`` will get nothing more; ``error`` is None when it was unsubscribed."""
+
+    def __init__(self, key, error=None):
+        self.key = key
+        self.error = error
+
+
+class RequestDone:
+    def __init__(self, key, reply):
+        self.key = key
+        self.reply = reply
+
+    @property
+    def data(self):
+        return self.reply.get("data")
+
+
+class RequestFailed:
+    def __init__(self, key, error):
+        self.key = key
+        self.error = error
+
+
+# --- Reconnect schedule ---------------------------------------------------------------------
+
+
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n)).
+
+    ``retries=None`` retries forever. ``rng`` is injectable so tests are deterministic.
+    """
+
+    def __init__(self, delay=0.5, max_delay=30.0, retries=None, rng=None):
+        self.delay = float(delay)
+        self.max_delay = float(max_delay)
+        self.retries = retries
+        self.rng = rng or random.random
+
+    def exhausted(self, attempt):
+        return self.retries is not None and attempt >= self.retries
+
+    def wait(self, attempt):
+        ceiling = min(self.max_delay, self.delay * (2 ** min(attempt, 30)))
+        return max(0.05, self.rng() * ceiling)
+
+
+def websocket_url(url, path_url=None, auth_mode="handshake", access_token=None):
+    """The socket URL for a Directus at ``url``.
+
+    ``https://host/sub`` becomes ``wss://host/sub/websocket``: unlike the SDK, a Directus served
+    under a sub-path keeps its path. ``path_url`` (the ``url`` option) wins when given. In
+    ``strict`` mode the token travels in the query string, as Directus expects.
+    """
+    if path_url:
+        result = path_url
+    else:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError("Directus URL must start with http://, https://, ws:// or wss://")
+        scheme = scheme.lower()
+        if scheme in ("ws", "wss"):
+            result = url
+        elif scheme in ("http", "https"):
+            host, slash, path = rest.partition("/")
+            path = path.split("?")[0].split("#")[0].strip("/")
+            base = ("wss" if scheme == "https" else "ws") + "://" + host
+            result = base + "/" + (path + "/" if path else "") + "websocket"
+        else:
+            raise ValueError("Unsupported URL scheme " + repr(scheme) + " in " + repr(url))
+    if auth_mode == "strict" and access_token:
+        result += ("&" if "?" in result else "?") + "access_token=" + _quote(access_token)
+    return result
+
+
+def _quote(value):
+    safe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+    out = []
+    for ch in str(value):
+        if ch in safe:
+            out.append(ch)
+        else:
+            for byte in ch.encode("utf-8"):
+                out.append("%%%02X" % byte)
+    return "".join(out)
+
+
+# --- The machine ----------------------------------------------------------------------------
+
+
+class _Subscription:
+    def __init__(self, key, message, fixed_uid):
+        self.key = key
+        self.message = message  # the subscribe message without uid
+        self.fixed_uid = fixed_uid  # a uid the user chose; else a fresh one per connection
+        self.uid = None  # the uid on the current connection
+        self.confirmed = False
+
+
+class _Request:
+    def __init__(self, key, message, timeout, retry):
+        self.key = key
+        self.message = message  # without uid
+        self.timeout = timeout
+        self.retry = retry  # safe to send again after a lost reply
+        self.uid = None
+        self.deadline = None
+        self.attempts = 0
+        self.followup = None  # "read-after-duplicate": see _on_reply
+
+
+class RealtimeProtocol:
+    """The whole client state machine. See the module docstring for how to drive it."""
+
+    def __init__(
+        self,
+        url,
+        auth_mode="handshake",
+        access_token=None,
+        email=None,
+        password=None,
+        refresh_token=None,
+        has_token_provider=False,
+        heartbeat=True,
+        heartbeat_period=30.0,
+        connect_timeout=10.0,
+        request_timeout=10.0,
+        reconnect=None,
+        outbox_limit=1000,
+        ws_url=None,
+    ):
+        if auth_mode not in AUTH_MODES:
+            raise ValueError("auth_mode must be one of " + ", ".join(AUTH_MODES))
+        self.url = url
+        self.auth_mode = auth_mode
+        self.access_token = access_token
+        self.email = email
+        self.password = password
+        self.refresh_token = refresh_token
+        self.has_token_provider = has_token_provider
+        self.heartbeat = heartbeat
+        self.heartbeat_period = float(heartbeat_period)
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.reconnect = Backoff() if reconnect is None else reconnect  # False: never
+        self.outbox_limit = outbox_limit
+        self.ws_url = ws_url
+        # Fail fast on a URL that can never work.
+        websocket_url(url, ws_url, auth_mode, access_token)
+
+        self.state = CLOSED
+        self.failure = None  # the error that put us in FAILED
+        self.retry_at = None  # when RECONNECTING: the time of the next attempt
+        self.attempt = 0  # failed attempts since the last successful open
+        self.ever_opened = False
+        self.online = True
+
+        self._uid = 0
+        self._key = 0
+        self._events = []
+        self._subs = {}  # key -> _Subscription
+        self._subs_by_uid = {}  # uid on the current connection -> _Subscription
+        self._requests = {}  # key -> _Request, sent and waiting for a reply
+        self._requests_by_uid = {}
+        self._outbox = []  # _Request, waiting for an open connection, in order
+        self._connect_deadline = None
+        self._last_heard = None
+        self._auth_pending = False  # an auth message is on the wire
+
+    # ----- public inputs -----
+
+    def connect(self, now):
+        """Start connecting (no-op when already connected or connecting)."""
+        if self.state in (CONNECTING, AUTHENTICATING, OPEN):
+            return
+        self.failure = None
+        self.attempt = 0
+        if not self.online:
+            self._set_state(OFFLINE)
+            return
+        self._open_socket(now)
+
+    def disconnect(self, now=None):
+        """Close for good: no reconnect; subscriptions end; waiting requests fail."""
+        was_connected = self.state in (CONNECTING, AUTHENTICATING, OPEN)
+        error = ConnectionFailed("disconnect() was called.")
+        self._drop_connection(error, retry_requests=False)
+        if was_connected:
+            self._emit(CloseSocket("disconnect"))
+        self._set_state(CLOSED)
+        self._end_everything(error)
+
+    def set_credentials(self, now, access_token=None, email=None, password=None, refresh_token=None):
+        """New credentials: used by the next auth; a FAILED client starts connecting again."""
+        self.access_token = access_token
+        self.email = email
+        self.password = password
+        self.refresh_token = refresh_token
+        if self.state == FAILED:
+            self.connect(now)
+
+    def set_online(self, online, now):
+        """The host's network status (the browser's ``online`` / ``offline`` events)."""
+        self.online = bool(online)
+        if not online and self.state == RECONNECTING:
+            self.retry_at = None
+            self._set_state(OFFLINE)
+        elif online and self.state in (OFFLINE, RECONNECTING):
+            self._open_socket(now)  # retry at once: the network just came back
+
+    def authenticate(self, now, access_token):
+        """Send a fresh access token on the open socket (after ``ScheduleRefresh``)."""
+        self.access_token = access_token
+        if self.state in (OPEN, AUTHENTICATING):
+            self._send_auth()
+
+    def socket_opened(self, now):
+        if self.state != CONNECTING:
+            return
+        self._last_heard = now
+        if self.auth_mode == "handshake":
+            credentials = self._auth_credentials()
+            if credentials is None:
+                self._fail(
+                    AuthenticationError(
+                        "NO_CREDENTIALS",
+                        "auth_mode is 'handshake' but no token or email and password were "
+                        "given. Pass a static token, or use auth_mode='public'.",
+                    )
+                )
+                return
+            self._set_state(AUTHENTICATING)
+            self._send_auth()
+        else:
+            self._became_open(now)
+
+    def socket_error(self, now, error=None):
+        self._emit(ErrorOccurred(error if error is not None else ConnectionLost("socket error")))
+
+    def socket_closed(self, now, code=None, reason=""):
+        if self.state not in (CONNECTING, AUTHENTICATING, OPEN):
+            return  # a socket we already gave up on
+        self._emit(Closed(code, reason))
+        self._connection_lost(now, "closed (code " + str(code) + ")")
+
+    def receive_text(self, text, now):
+        self._last_heard = now
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            self._emit(
+                ErrorOccurred(
+                    InvalidFrame("The server sent a frame that is not a JSON object: " + text[:200])
+                )
+            )
+            return
+        kind = message.get("type")
+        if kind == "ping" and self.heartbeat:
+            pong = {"type": "pong"}
+            if "uid" in message:
+                pong["uid"] = message["uid"]
+            self._send(pong)
+            return
+        self._emit(MessageReceived(message))
+        if kind == "auth":
+            self._on_auth(message, now)
+        elif kind == "subscription":
+            self._on_subscription(message)
+        elif message.get("status") == "error":
+            self._on_error(message, now)
+        elif "uid" in message:
+            self._on_reply(message, now)
+
+    def tick(self, now):
+        """Act on every deadline that has passed: connect/request timeouts, liveness, retry."""
+        if self.state in (CONNECTING, AUTHENTICATING):
+            if self._connect_deadline is not None and now >= self._connect_deadline:
+                self._emit(ErrorOccurred(RequestTimeout("Connection attempt timed out.")))
+                self._emit(CloseSocket("connect timeout"))
+                self._connection_lost(now, "connect timeout")
+                return
+        if self.state == OPEN and self.heartbeat and self._last_heard is not None:
+            if now - self._last_heard >= 1.5 * self.heartbeat_period:
+                self._emit(
+                    ErrorOccurred(
+                        ConnectionLost(
+                            "Nothing heard from Directus for %.0f s; reconnecting."
+                            % (now - self._last_heard)
+                        )
+                    )
+                )
+                self._emit(CloseSocket("liveness"))
+                self._emit(Closed(None, "no heartbeat"))
+                self._connection_lost(now, "liveness")
+                return
+        for req in list(self._requests.values()):
+            if req.deadline is not None and now >= req.deadline:
+                self._forget_request(req)
+                self._emit(
+                    RequestFailed(
+                        req.key,
+                        RequestTimeout(
+                            "Directus did not answer within %.0f s." % req.timeout
+                            + " The request may still have been carried out."
+                        ),
+                    )
+                )
+        if self.state == RECONNECTING and self.retry_at is not None and now >= self.retry_at:
+            self._open_socket(now)
+
+    def next_deadline(self):
+        """The earliest time at which ``tick()`` has something to do, or None."""
+        times = []
+        if self.state in (CONNECTING, AUTHENTICATING) and self._connect_deadline is not None:
+            times.append(self._connect_deadline)
+        if self.state == OPEN and self.heartbeat and self._last_heard is not None:
+            times.append(self._last_heard + 1.5 * self.heartbeat_period)
+        if self.state == RECONNECTING and self.retry_at is not None:
+            times.append(self.retry_at)
+        for req in self._requests.values():
+            if req.deadline is not None:
+                times.append(req.deadline)
+        return min(times) if times else None
+
+    # ----- public commands -----
+
+    def send_message(self, message, now=None):
+        """Send ``message`` (dict or str) as is; a dict without ``uid`` gets one. Returns the uid.
+
+        Unlike the SDK this never throws while disconnected: the message waits in the outbox.
+        """
+        if isinstance(message, str):
+            if self.state == OPEN:
+                self._emit(SendText(message))
+                return None
+            raise ConnectionLost("Cannot send a raw string while disconnected.")
+        message = dict(message)
+        if "uid" not in message:
+            message["uid"] = self._next_uid()
+        if self.state == OPEN:
+            self._send(message)
+        else:
+            self._queue(_Request(None, message, None, False))
+        return message["uid"]
+
+    def subscribe(self, collection, event=None, query=None, uid=None, item=None):
+        """Register a subscription; sent now when open, else on every (re)connect. Returns a key."""
+        message = {"type": "subscribe", "collection": collection}
+        if event is not None:
+            message["event"] = event
+        if query is not None:
+            message["query"] = query
+        if item is not None:
+            message["item"] = item
+        key = self._next_key()
+        sub = _Subscription(key, message, uid)
+        self._subs[key] = sub
+        if self.state == OPEN:
+            self._send_subscription(sub)
+        return key
+
+    def unsubscribe(self, key):
+        sub = self._subs.pop(key, None)
+        if sub is None:
+            return
+        if sub.uid is not None:
+            self._subs_by_uid.pop(sub.uid, None)
+            if self.state == OPEN:
+                self._send({"type": "unsubscribe", "uid": sub.uid})
+        self._emit(SubscriptionEnded(key, None))
+
+    def request(self, message, timeout=None, retry=None, now=None):
+        """Send a request that expects one reply (``items``, ``auth``...). Returns a key.
+
+        The outcome arrives as ``RequestDone`` / ``RequestFailed`` with that key. While
+        disconnected it waits in the outbox (bounded: ``OutboxFull`` past ``outbox_limit``).
+        ``retry`` says whether a request whose reply was lost may be sent again; by default
+        reads are, and creates whose items all carry their own primary key (a second try then
+        meets RECORD_NOT_UNIQUE, which counts as success).
+        """
+        message = dict(message)
+        if retry is None:
+            retry = _is_idempotent(message)
+        req = _Request(self._next_key(), message, timeout or self.request_timeout, retry)
+        if self.state == OPEN:
+            self._send_request(req, now)
+        else:
+            self._queue(req)
+        return req.key
+
+    def outbox(self):
+        """The messages waiting for the connection, in order (to persist them, e.g.)."""
+        return [req.message for req in self._outbox]
+
+    def events(self):
+        """Drain and return what happened since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    # ----- internals -----
+
+    def _emit(self, event):
+        self._events.append(event)
+
+    def _set_state(self, state):
+        if state != self.state:
+            previous, self.state = self.state, state
+            self._emit(StateChanged(state, previous))
+
+    def _next_uid(self):
+        self._uid += 1
+        return str(self._uid)
+
+    def _next_key(self):
+        self._key += 1
+        return self._key
+
+    def _send(self, message):
+        self._emit(SendText(json.dumps(message, separators=(",", ":"))))
+
+    def _auth_credentials(self):
+        if self.access_token:
+            return {"access_token": self.access_token}
+        if self.refresh_token:
+            return {"refresh_token": self.refresh_token}
+        if self.email and self.password:
+            return {"email": self.email, "password": self.password}
+        return None
+
+    def _send_auth(self):
+        credentials = self._auth_credentials()
+        if credentials is None:
+            return
+        message = {"type": "auth"}
+        message.update(credentials)
+        self._auth_pending = True
+        self._send(message)
+
+    def _open_socket(self, now):
+        self.retry_at = None
+        self._set_state(CONNECTING)
+        self._connect_deadline = now + self.connect_timeout if self.connect_timeout else None
+        token = self.access_token if self.auth_mode == "strict" else None
+        self._emit(OpenSocket(websocket_url(self.url, self.ws_url, self.auth_mode, token)))
+
+    def _became_open(self, now):
+        self._connect_deadline = None
+        self.attempt = 0
+        self.ever_opened = True
+        self._set_state(OPEN)
+        self._emit(Opened())
+        for sub in self._subs.values():
+            self._send_subscription(sub)
+        outbox, self._outbox = self._outbox, []
+        for req in outbox:
+            if req.key is None:  # a raw send_message
+                self._send(req.message)
+            else:
+                self._send_request(req, now)
+
+    def _send_subscription(self, sub):
+        if sub.uid is not None:
+            self._subs_by_uid.pop(sub.uid, None)
+        sub.uid = sub.fixed_uid if sub.fixed_uid is not None else self._next_uid()
+        sub.confirmed = False
+        self._subs_by_uid[sub.uid] = sub
+        message = dict(sub.message)
+        message["uid"] = sub.uid
+        self._send(message)
+
+    def _send_request(self, req, now):
+        req.uid = self._next_uid()
+        req.attempts += 1
+        req.deadline = (now + req.timeout) if (now is not None and req.timeout) else None
+        self._requests[req.key] = req
+        self._requests_by_uid[req.uid] = req
+        message = dict(req.message)
+        message["uid"] = req.uid
+        self._send(message)
+
+    def _queue(self, req):
+        if len(self._outbox) >= self.outbox_limit:
+            error = OutboxFull(
+                "%d writes are already waiting for the connection to come back; "
+                "wait for it before sending more." % self.outbox_limit
+            )
+            if req.key is None:
+                raise error
+            self._emit(RequestFailed(req.key, error))
+            return
+        self._outbox.append(req)
+
+    def _forget_request(self, req):
+        self._requests.pop(req.key, None)
+        if req.uid is not None:
+            self._requests_by_uid.pop(req.uid, None)
+
+    def _on_auth(self, message, now):
+        self._auth_pending = False
+        if message.get("status") == "ok":
+            if message.get("refresh_token"):
+                self.refresh_token = message["refresh_token"]
+            if self.state == AUTHENTICATING:
+                self._became_open(now)
+            return
+        if message.get("status") != "error":
+            return
+        error = DirectusError.from_reply(message)
+        if error.code == "TOKEN_EXPIRED" and self.state in (OPEN, AUTHENTICATING):
+            # Re-authenticate on the same socket: subscriptions stay as they are.
+            if self.has_token_provider:
+                self._emit(ScheduleRefresh())
+                return
+            if self.access_token and (self.refresh_token or (self.email and self.password)):
+                self.access_token = None  # expired: fall back to the refresh token / login
+                self._send_auth()
+                return
+        if self.state == AUTHENTICATING or error.code == "AUTH_FAILED":
+            self._fail(AuthenticationError(error.code, error.message, message))
+            return
+        self._emit(ErrorOccurred(error))
+
+    def _on_subscription(self, message):
+        sub = self._subs_by_uid.get(message.get("uid"))
+        if sub is None:
+            return  # an unsubscribed subscription's last words
+        if message.get("event") == "init":
+            sub.confirmed = True
+        self._emit(SubscriptionMessage(sub.key, message))
+
+    def _on_reply(self, message, now):
+        req = self._requests_by_uid.get(message.get("uid"))
+        if req is None:
+            return
+        self._forget_request(req)
+        if req.followup is not None:
+            # The answer to a read we made after a retried create met RECORD_NOT_UNIQUE.
+            data = message.get("data")
+            if isinstance(req.followup, dict) and isinstance(data, list):
+                data = data[0] if data else req.followup
+            message = dict(message)
+            message["data"] = data
+        self._emit(RequestDone(req.key, message))
+
+    def _on_error(self, message, now):
+        uid = message.get("uid")
+        error = DirectusError.from_reply(message)
+        if uid is not None:
+            req = self._requests_by_uid.get(uid)
+            if req is not None:
+                self._on_request_error(req, error, now)
+                return
+            sub = self._subs_by_uid.get(uid)
+            if sub is not None:
+                self._end_subscription(sub, error)
+                return
+        # Directus sends many errors (FORBIDDEN, INVALID_PAYLOAD...) without a uid. Blame the one
+        # request or unconfirmed subscription of that type that can have caused it; if there
+        # are several, nobody can tell, so report it and let the requests time out.
+        kind = message.get("type")
+        if kind == "subscribe":
+            candidates = [s for s in self._subs_by_uid.values() if not s.confirmed]
+            if len(candidates) == 1:
+                self._end_subscription(candidates[0], error)
+                return
+        else:
+            candidates = [r for r in self._requests.values() if r.message.get("type") == kind]
+            if kind is not None and len(candidates) == 1:
+                self._on_request_error(candidates[0], error, now)
+                return
+        self._emit(ErrorOccurred(error))
+
+    def _on_request_error(self, req, error, now):
+        self._forget_request(req)
+        if error.code == "RECORD_NOT_UNIQUE" and req.attempts > 1 and req.retry:
+            # Our earlier attempt did create the item; its reply was lost. Read it back.
+            data = req.message.get("data")
+            read = {"type": "items", "collection": req.message.get("collection"), "action": "read"}
+            if isinstance(data, list):
+                read["ids"] = [row.get("id") for row in data]
+            else:
+                read["id"] = data.get("id")
+            if req.message.get("query"):
+                read["query"] = req.message["query"]
+            req.followup = data
+            req.message = read
+            self._send_request(req, now)
+            return
+        self._emit(RequestFailed(req.key, error))
+
+    def _end_subscription(self, sub, error):
+        self._subs.pop(sub.key, None)
+        self._subs_by_uid.pop(sub.uid, None)
+        self._emit(SubscriptionEnded(sub.key, error))
+
+    def _drop_connection(self, error, retry_requests):
+        """Forget the socket: subscriptions wait for the next one, requests retry or fail."""
+        self._connect_deadline = None
+        self._auth_pending = False
+        self._subs_by_uid = {}
+        for sub in self._subs.values():
+            sub.uid = None
+            sub.confirmed = False
+        waiting = sorted(self._requests.values(), key=lambda r: r.key)
+        self._requests = {}
+        self._requests_by_uid = {}
+        retried = []
+        for req in waiting:
+            if retry_requests and req.retry:
+                req.uid = None
+                req.deadline = None
+                retried.append(req)
+            else:
+                self._emit(
+                    RequestFailed(
+                        req.key,
+                        ConnectionLost(
+                            "The connection closed before Directus answered; the request "
+                            "may or may not have been carried out."
+                        ),
+                    )
+                )
+        self._outbox = retried + self._outbox
+
+    def _connection_lost(self, now, why):
+        self._drop_connection(None, retry_requests=True)
+        if self.reconnect is False or self.reconnect.exhausted(self.attempt):
+            if self.reconnect is False:
+                message = "The connection closed (" + why + ") and reconnect is off."
+            else:
+                message = "Gave up after %d attempts to reconnect." % self.attempt
+            self._fail(ConnectionFailed(message), socket_open=False)
+            return
+        if not self.online:
+            self._set_state(OFFLINE)
+            return
+        delay = self.reconnect.wait(self.attempt)
+        self.attempt += 1
+        self.retry_at = now + delay
+        self._set_state(RECONNECTING)
+
+    def _fail(self, error, socket_open=True):
+        """Give up until the user acts (new credentials, or connect() again)."""
+        was_connected = socket_open and self.state in (CONNECTING, AUTHENTICATING, OPEN)
+        self._drop_connection(error, retry_requests=True)
+        if was_connected:
+            self._emit(CloseSocket("failed"))
+        self.failure = error
+        self.retry_at = None
+        self._emit(ErrorOccurred(error))
+        self._set_state(FAILED)
+        self._end_everything(error)
+
+    def _end_everything(self, error):
+        for key in list(self._subs):
+            self._emit(SubscriptionEnded(key, error))
+        self._subs = {}
+        for req in self._outbox:
+            if req.key is not None:
+                self._emit(RequestFailed(req.key, error))
+        self._outbox = []
+
+
+def _is_idempotent(message):
+    if message.get("type") != "items":
+        return False
+    action = message.get("action")
+    if action == "read":
+        return True
+    if action == "create":
+        data = message.get("data")
+        rows = data if isinstance(data, list) else [data]
+        return bool(rows) and all(isinstance(row, dict) and row.get("id") for row in rows)
+    return False

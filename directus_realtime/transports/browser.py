@@ -1,0 +1,55 @@
+"""Browser transport: the native ``WebSocket``, reached through PyScript's JS FFI.
+
+The only module of the client that touches JavaScript. Handlers are wrapped once with
+``create_proxy`` (a bare function would be a borrowed proxy that dies after the call) and
+destroyed when the socket closes.
+"""
+
+from pyscript import window
+from pyscript.ffi import create_proxy
+
+_EVENTS = ("open", "message", "close", "error")
+
+
+class BrowserWebSocket:
+    def __init__(self, url: str, listener) -> None:
+        self.url = url
+        self._listener = listener
+        self._ws = window.WebSocket.new(url)
+        self._proxies = {
+            "open": create_proxy(self._on_open),
+            "message": create_proxy(self._on_message),
+            "close": create_proxy(self._on_close),
+            "error": create_proxy(self._on_error),
+        }
+        for name in _EVENTS:
+            self._ws.addEventListener(name, self._proxies[name])
+
+    def send(self, text: str) -> None:
+        if self._ws.readyState == 1:  # OPEN; the core never sends on another state
+            self._ws.send(text)
+
+    def close(self) -> None:
+        if self._ws.readyState <= 1:  # CONNECTING or OPEN
+            self._ws.close()
+
+    def _on_open(self, event) -> None:
+        self._listener.socket_opened()
+
+    def _on_message(self, event) -> None:
+        data = event.data
+        self._listener.socket_message(data if isinstance(data, str) else str(data))
+
+    def _on_error(self, event) -> None:
+        self._listener.socket_error(
+            ConnectionError("WebSocket error on " + self.url.split("?")[0])
+        )
+
+    def _on_close(self, event) -> None:
+        try:
+            self._listener.socket_closed(event.code, event.reason)
+        finally:
+            for name in _EVENTS:
+                self._ws.removeEventListener(name, self._proxies[name])
+                self._proxies[name].destroy()
+            self._proxies = {}

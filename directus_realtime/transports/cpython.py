@@ -1,0 +1,68 @@
+"""CPython transport: the ``websockets`` library, as a thin shell around the protocol core."""
+
+import asyncio
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+
+class WebsocketsSocket:
+    """One WebSocket connection; reports to ``listener`` like the browser's ``WebSocket`` does."""
+
+    def __init__(self, url: str, listener) -> None:
+        self.url = url
+        self._listener = listener
+        self._outgoing: asyncio.Queue = asyncio.Queue()
+        self._closing = False
+        self._task = asyncio.ensure_future(self._run())
+
+    def send(self, text: str) -> None:
+        self._outgoing.put_nowait(text)
+
+    def close(self) -> None:
+        self._closing = True
+        self._outgoing.put_nowait(None)
+
+    async def _run(self) -> None:
+        code, reason = None, ""
+        try:
+            # ping_interval=None: Directus has its own heartbeat, which the core answers.
+            async with connect(self.url, ping_interval=None, max_size=None) as ws:
+                if self._closing:
+                    return
+                self._listener.socket_opened()
+                writer = asyncio.ensure_future(self._write(ws))
+                try:
+                    async for text in ws:
+                        if isinstance(text, bytes):
+                            text = text.decode("utf-8", "replace")
+                        self._listener.socket_message(text)
+                finally:
+                    writer.cancel()
+                code, reason = _close_info(ws)
+        except ConnectionClosed as closed:
+            code, reason = _close_info(closed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # refused, DNS, TLS, handshake status...
+            self._listener.socket_error(error)
+            code, reason = 1006, str(error)
+        self._listener.socket_closed(code, reason)
+
+    async def _write(self, ws) -> None:
+        while True:
+            text = await self._outgoing.get()
+            if text is None:
+                await ws.close()
+                return
+            try:
+                await ws.send(text)
+            except ConnectionClosed:
+                return
+
+
+def _close_info(source):
+    frame = getattr(source, "rcvd", None) or getattr(source, "close_rcvd", None)
+    if frame is None:
+        return 1005, ""
+    return frame.code, frame.reason
