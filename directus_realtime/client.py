@@ -205,7 +205,12 @@ class RealtimeClient:
     def on_state(self, handler):
         """Call ``handler(state, client)`` on every state change. Returns a remover."""
         self._state_handlers.append(handler)
-        return lambda: self._state_handlers.remove(handler)
+
+        def remove():
+            if handler in self._state_handlers:
+                self._state_handlers.remove(handler)
+
+        return remove
 
     def send_message(self, message):
         """Send a message as is (a dict gets a ``uid`` when it has none). Returns the uid.

@@ -315,6 +315,7 @@ class RealtimeProtocol:
         was_connected = self.state in (CONNECTING, AUTHENTICATING, OPEN)
         error = ConnectionFailed("disconnect() was called.")
         self._drop_connection(error, retry_requests=False)
+        self.retry_at = None
         if was_connected:
             self._emit(CloseSocket("disconnect"))
         self._set_state(CLOSED)
@@ -409,6 +410,8 @@ class RealtimeProtocol:
             if self._connect_deadline is not None and now >= self._connect_deadline:
                 self._emit(ErrorOccurred(RequestTimeout("Connection attempt timed out.")))
                 self._emit(CloseSocket("connect timeout"))
+                if self.state == AUTHENTICATING:
+                    self._emit(Closed(None, "connect timeout"))
                 self._connection_lost(now, "connect timeout")
                 return
         if self.state == OPEN and self.heartbeat and self._last_heard is not None:
@@ -629,9 +632,16 @@ class RealtimeProtocol:
 
     def _on_auth(self, message, now):
         self._auth_pending = False
+        if message.get("status") == "ok" and message.get("refresh_token"):
+            self.refresh_token = message["refresh_token"]
+        req = self._requests_by_uid.get(message.get("uid"))
+        if req is not None:  # an auth the user sent with request()
+            if message.get("status") == "error":
+                self._on_request_error(req, DirectusError.from_reply(message), now)
+            else:
+                self._on_reply(message, now)
+            return
         if message.get("status") == "ok":
-            if message.get("refresh_token"):
-                self.refresh_token = message["refresh_token"]
             if self.state == AUTHENTICATING:
                 self._became_open(now)
             return
@@ -643,7 +653,7 @@ class RealtimeProtocol:
             if self.has_token_provider:
                 self._emit(ScheduleRefresh())
                 return
-            if self.access_token and (self.refresh_token or (self.email and self.password)):
+            if self.refresh_token or (self.email and self.password):
                 self.access_token = None  # expired: fall back to the refresh token / login
                 self._send_auth()
                 return
@@ -686,6 +696,10 @@ class RealtimeProtocol:
             if sub is not None:
                 self._end_subscription(sub, error)
                 return
+            # The uid is known to nobody (a request that already timed out, an unsubscribed
+            # subscription): never blame someone else for it.
+            self._emit(ErrorOccurred(error))
+            return
         # Directus sends many errors (FORBIDDEN, INVALID_PAYLOAD...) without a uid. Blame the one
         # request or unconfirmed subscription of that type that can have caused it; if there
         # are several, nobody can tell, so report it and let the requests time out.
