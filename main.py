@@ -2,11 +2,16 @@
 
 Reads like the guide's <script>: create a client with a static token and the realtime
 composable, log the socket's events, subscribe to new ``messages`` and show each one, and offer
-``create_item(text, user)`` in the devtools console. The Directus URL and token come from the
-query string (``?url=...&token=...``), else from the local stack that ``make run`` started.
+``create_item(text, user)`` in the devtools console. On top of the guide: the latest messages on
+load, edits and deletes followed live, what was missed while disconnected read back after a
+reconnect, and writes made while offline kept (even across a reload) until they are sent.
+
+The Directus URL and token come from the query string (``?url=...&token=...``), else from the
+local stack that ``make run`` started.
 """
 
 import asyncio
+import json
 import uuid
 
 from pyscript import document, window
@@ -14,7 +19,11 @@ from pyscript.ffi import create_proxy, to_js
 
 from directus_realtime import create_directus, realtime, static_token
 
+FIELDS = ["id", "user", "text", "date_created"]
+HISTORY = 100  # messages shown on load, and per "load older"
+MAX_ROWS = 1000  # rows kept in the DOM
 MAX_TEXT_LENGTH = 10_000
+OUTBOX_KEY = "directus-realtime:outbox"
 STATUS_TEXT = {
     "connecting": "Connecting…",
     "connected": "Connected",
@@ -26,11 +35,10 @@ STATUS_TEXT = {
 console = window.console
 status = document.getElementById("status")
 messages = document.getElementById("messages")
+rows = {}  # id -> li.message, in the DOM
 
 
-def show_status(state: str, detail: str = "") -> None:
-    status.dataset.state = state
-    status.textContent = STATUS_TEXT[state] + (": " + detail if detail else "")
+# ----- settings -----
 
 
 async def settings() -> tuple[str, str]:
@@ -41,7 +49,8 @@ async def settings() -> tuple[str, str]:
         # Keep the token out of the address bar, the history and any shared screenshot.
         params.delete("token")
         query = params.toString()
-        window.history.replaceState(None, "", window.location.pathname + ("?" + query if query else ""))
+        path = window.location.pathname + ("?" + query if query else "")
+        window.history.replaceState(None, "", path)
     if url and token:
         return url, token
     response = await window.fetch("./local-stack.json")
@@ -54,26 +63,84 @@ async def settings() -> tuple[str, str]:
     return url or local["directus_url"], token or local["token"]
 
 
+# ----- the DOM -----
+
+
+def show_status(state: str, detail: str = "") -> None:
+    status.dataset.state = state
+    status.textContent = STATUS_TEXT[state] + (": " + detail if detail else "")
+
+
 def render(item: dict) -> None:
-    """One ``li.message[data-id]`` per item; text goes in as text, never as HTML."""
+    """Show an item once, in ``date_created`` order; text goes in as text, never as HTML."""
     item_id = str(item.get("id"))
-    if messages.querySelector('[data-id="' + window.CSS.escape(item_id) + '"]'):
-        return  # already shown (a replayed or repeated event)
+    if item_id in rows:
+        return  # already shown (history and a live event overlap, or a replay)
     row = document.createElement("li")
     row.className = "message"
     row.dataset.id = item_id
+    row.dataset.created = item.get("date_created") or ""
     for name in ("user", "text"):
         cell = document.createElement("span")
         cell.className = name
-        cell.textContent = str(item.get(name) or "")
         row.append(cell)
+    when = document.createElement("time")
+    row.append(when)
+    fill(row, item)
+    # Usually the newest: walk back from the end to find its place.
+    after = messages.lastElementChild
+    while after and after.dataset.created > row.dataset.created:
+        after = after.previousElementSibling
+    at_bottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40
+    if not after:  # (a JS null, which is not None in Pyodide)
+        messages.prepend(row)
+    else:
+        after.after(row)
+    rows[item_id] = row
+    while len(rows) > MAX_ROWS:
+        oldest = messages.firstElementChild
+        rows.pop(oldest.dataset.id, None)
+        oldest.remove()
+    if at_bottom and not row.nextElementSibling:
+        row.scrollIntoView(to_js({"block": "nearest"}))
+
+
+def fill(row, item: dict) -> None:
+    if "user" in item:
+        row.querySelector(".user").textContent = str(item.get("user") or "")
+    if "text" in item:
+        row.querySelector(".text").textContent = str(item.get("text") or "")
     if item.get("date_created"):
-        when = document.createElement("time")
+        when = row.querySelector("time")
         when.dateTime = item["date_created"]
         when.textContent = window.Date.new(item["date_created"]).toLocaleTimeString()
-        row.append(when)
-    messages.append(row)
-    row.scrollIntoView(to_js({"block": "nearest"}))
+
+
+def update(item: dict) -> None:
+    row = rows.get(str(item.get("id")))
+    if row is None:
+        render(item)
+    else:
+        fill(row, item)
+
+
+def remove(item_id) -> None:
+    row = rows.pop(str(item_id), None)
+    if row is not None:
+        row.remove()
+
+
+# ----- the connection -----
+
+
+try:
+    DIRECTUS_URL, TOKEN = await settings()  # noqa: F704 (PyScript runs main.py in a loop)
+except Exception as error:
+    show_status("error", str(error))
+    console.error(str(error))
+    raise
+
+directus = create_directus(DIRECTUS_URL).with_(static_token(TOKEN)).with_(realtime())
 
 
 def on_state(state: str, client) -> None:
@@ -86,7 +153,8 @@ def on_state(state: str, client) -> None:
     elif state in ("offline", "closed"):
         show_status("offline")
     elif state == "failed":
-        show_status("error", str(client.failure.message if client.failure else "gave up"))
+        failure = client.failure
+        show_status("error", failure.message if failure else "gave up")
 
 
 async def count_down(client) -> None:
@@ -95,6 +163,44 @@ async def count_down(client) -> None:
         seconds = client.retry_in or 0
         show_status("reconnecting", "next attempt in %.0f s" % seconds if seconds >= 1 else "")
         await asyncio.sleep(min(1.0, max(0.05, seconds % 1 or 1.0)))
+
+
+directus.on_state(on_state)
+for name, online in (("online", True), ("offline", False)):
+    window.addEventListener(name, create_proxy(lambda event, o=online: directus.set_online(o)))
+
+
+async def catch_up() -> None:
+    """After every (re)connect: read what the page has not seen, so nothing is missed."""
+    query = {"fields": FIELDS, "limit": HISTORY}
+    newest = messages.lastElementChild
+    if not newest:
+        query["sort"] = ["-date_created"]  # first load: the latest messages
+    else:
+        query["sort"] = ["date_created"]  # back from a disconnect: everything since
+        query["limit"] = MAX_ROWS
+        query["filter"] = {"date_created": {"_gte": newest.dataset.created}}
+    try:
+        for item in await directus.read("messages", query=query):
+            render(item)
+    except Exception as error:
+        console.error("Could not read the messages: " + str(error))
+    document.body.dataset.history = "true"
+
+
+async def load_older() -> None:
+    oldest = messages.firstElementChild
+    query = {"fields": FIELDS, "limit": HISTORY, "sort": ["-date_created"]}
+    if oldest:
+        query["filter"] = {"date_created": {"_lt": oldest.dataset.created}}
+    items = await directus.read("messages", query=query)
+    for item in items:
+        render(item)
+    if len(items) < HISTORY:
+        document.getElementById("load-older").hidden = True
+
+
+# ----- create_item, with an outbox that survives a reload -----
 
 
 def check_item(text, user) -> None:
@@ -109,30 +215,40 @@ def check_item(text, user) -> None:
         raise ValueError("create_item: user must be a non-empty string, got " + repr(user))
 
 
-try:
-    DIRECTUS_URL, TOKEN = await settings()  # noqa: F704 (PyScript runs main.py in a loop)
-except Exception as error:
-    show_status("error", str(error))
-    console.error(str(error))
-    raise
+def saved_outbox() -> list:
+    try:
+        return json.loads(window.localStorage.getItem(OUTBOX_KEY) or "[]")
+    except Exception:
+        return []
 
-directus = create_directus(DIRECTUS_URL).with_(static_token(TOKEN)).with_(realtime())
-directus.on_state(on_state)
+
+def save_outbox(items: list) -> None:
+    if items:
+        window.localStorage.setItem(OUTBOX_KEY, json.dumps(items))
+    else:
+        window.localStorage.removeItem(OUTBOX_KEY)
+
+
+async def send_item(data: dict) -> dict:
+    """Create ``data`` (which carries its own id) and forget it from the outbox once stored."""
+    save_outbox([d for d in saved_outbox() if d["id"] != data["id"]] + [data])
+    item = await directus.create("messages", data, query={"fields": FIELDS})
+    save_outbox([d for d in saved_outbox() if d["id"] != data["id"]])
+    return item
 
 
 def create_item(text=None, user=None):
-    """``create_item(text, user)`` from the console: a Promise of the created item."""
+    """``create_item(text, user)`` from the console: a Promise of the created item.
+
+    The item carries its own id, so a retry after a lost reply cannot create it twice. While
+    disconnected it waits (in order, also across a reload) and is sent on reconnect.
+    """
 
     def executor(resolve, reject):
         async def run():
             try:
                 check_item(text, user)
-                item = await directus.create(
-                    "messages",
-                    # Our own primary key makes a retried create harmless (exactly once).
-                    {"id": str(uuid.uuid4()), "text": text, "user": user},
-                    query={"fields": ["id", "user", "text", "date_created"]},
-                )
+                item = await send_item({"id": str(uuid.uuid4()), "text": text, "user": user})
                 resolve(to_js(item))
             except Exception as error:
                 reject(window.Error.new(str(error)))
@@ -149,9 +265,32 @@ def create_item(text=None, user=None):
 window.create_item = create_proxy(create_item)
 
 
-# The guide's "Log Messages" section.
+def on_compose(event) -> None:
+    event.preventDefault()
+    form = event.target
+    text, user = form.elements.text.value, form.elements.user.value
+    try:
+        check_item(text, user)
+    except ValueError as error:
+        form.querySelector(".error").textContent = str(error).replace("create_item: ", "")
+        return
+    form.querySelector(".error").textContent = ""
+    form.elements.text.value = ""
+    asyncio.ensure_future(send_item({"id": str(uuid.uuid4()), "text": text, "user": user}))
+
+
+document.getElementById("compose").addEventListener("submit", create_proxy(on_compose))
+document.getElementById("load-older").addEventListener(
+    "click", create_proxy(lambda event: asyncio.ensure_future(load_older()))
+)
+
+
+# ----- the guide's "Log Messages" -----
+
+
 def on_open(event):
     console.log("Connection is open")
+    asyncio.ensure_future(catch_up())
 
 
 def on_message(message):
@@ -173,15 +312,26 @@ directus.on_websocket("message", on_message)
 directus.on_websocket("close", on_close)
 directus.on_websocket("error", on_error)
 
-for name, online in (("online", True), ("offline", False)):
-    window.addEventListener(name, create_proxy(lambda event, o=online: directus.set_online(o)))
 
-# The guide's "Subscribe to Changes".
+# ----- the guide's "Subscribe to Changes" -----
+
+
+async def follow(event: str, apply) -> None:
+    subscription = await directus.subscribe("messages", event=event, query={"fields": FIELDS})
+    async for message in subscription:
+        for item in message.get("data") or []:
+            apply(item)
+
+
+asyncio.ensure_future(follow("update", update))
+asyncio.ensure_future(follow("delete", remove))  # delete events carry the ids
 subscription = await directus.subscribe(  # noqa: F704
     "messages",
     event="create",
-    query={"fields": ["id", "user", "text", "date_created"]},
+    query={"fields": FIELDS},
 )
+for data in saved_outbox():  # writes a previous visit could not send
+    asyncio.ensure_future(send_item(data))
 try:
     await directus.connect()  # noqa: F704
 except Exception as error:
