@@ -1,0 +1,336 @@
+"""End-to-end tests of the PyScript page (index.html + main.py) against the real local Directus.
+
+Each test opens the page in Debian's Chromium, waits on DOM conditions (no sleep-based
+assertions), and checks the page contract: status, subscription marker, rendered items,
+window.create_item, the guide's console lines, the token leaving the address bar, and no request
+leaving localhost.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import urllib.parse
+import urllib.request
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+GUIDE_ITEMS = [
+    ("Hello World!", "Ben"),
+    ("Hello Universe!", "Rijk"),
+    ("Hello Everyone Everywhere All At Once!", "Kevin"),
+]
+XSS_TEXT = "<img src=x onerror=alert(1)>"
+BOOT_TIMEOUT_MS = 60_000  # Pyodide's start-up (same as conftest.py)
+STEP_TIMEOUT_MS = 15_000
+
+
+def unique(text: str) -> str:
+    return f"{text} [e2e {secrets.token_hex(4)}]"
+
+
+def rest_create(stack: dict, item: dict) -> dict:
+    """POST {directus_url}/items/messages with the demo user's static token."""
+    request = urllib.request.Request(
+        stack["directus_url"].rstrip("/") + "/items/messages",
+        data=json.dumps(item).encode(),
+        method="POST",
+        headers={
+            "Authorization": "Bearer " + stack["token"],
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["data"]
+
+
+def ready_page(open_page, stack: dict, name: str = "page", **kwargs):
+    probe = open_page(name, **kwargs)
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+    return probe
+
+
+def ids_in_order(probe, wanted: list[str]) -> list[str]:
+    return [row["id"] for row in probe.rendered() if row["id"] in wanted]
+
+
+# ----- 1. start-up -----
+
+
+def test_connects_and_subscribes_with_the_local_stack(open_page, stack):
+    probe = open_page()
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+
+    status = probe.page.locator("#status")
+    assert status.get_attribute("data-state") == "connected"
+    assert status.text_content().strip(), "the status has no human text"
+    assert probe.page.locator("body").get_attribute("data-subscribed") == "true"
+    assert len(probe.sockets) == 1, "expected exactly one WebSocket"
+    assert (
+        urllib.parse.urlsplit(probe.sockets[0].url).port
+        == urllib.parse.urlsplit(stack["directus_url"]).port
+    )
+    assert any(urllib.parse.urlsplit(u).path == "/local-stack.json" for u in probe.requests), (
+        "without query parameters the page should read /local-stack.json"
+    )
+
+
+def test_connects_with_query_parameters_and_hides_the_token(open_page, stack):
+    probe = open_page()
+    probe.goto(stack["app_url"], url=stack["directus_url"], token=stack["token"])
+    probe.wait_ready()
+
+    assert probe.page.locator("#status").get_attribute("data-state") == "connected"
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(probe.page.url).query)
+    assert "token" not in query, f"token still in the address bar: {probe.page.url}"
+    assert stack["token"] not in probe.page.url
+    assert stack["token"] not in probe.page.evaluate("location.href")
+
+
+# ----- 2. the guide's three creates, seen by two pages -----
+
+
+def test_guide_items_appear_in_order_in_both_pages(open_page, stack):
+    page_a = ready_page(open_page, stack, "page A")
+    page_b = ready_page(open_page, stack, "page B")
+    wanted = [(unique(text), user) for text, user in GUIDE_ITEMS]
+
+    created = []
+    for text, user in wanted:
+        result = page_a.create_item(text, user)
+        assert result["ok"], f"create_item({text!r}, {user!r}) rejected: {result}"
+        item = result["value"]
+        assert item["text"] == text
+        assert item["user"] == user
+        assert isinstance(item.get("id"), str) and item["id"]
+        assert item.get("date_created"), f"no date_created in {item}"
+        created.append(item)
+    ids = [item["id"] for item in created]
+    assert len(set(ids)) == 3, f"ids are not distinct: {ids}"
+
+    for probe in (page_a, page_b):
+        for item_id in ids:
+            probe.wait_rendered(item_id)
+        assert ids_in_order(probe, ids) == ids, f"{probe.name}: wrong order"
+        rows = {row["id"]: row for row in probe.rendered()}
+        for item, (text, user) in zip(created, wanted, strict=True):
+            row = rows[item["id"]]
+            assert (row["text"], row["user"]) == (text, user), f"{probe.name}: {row}"
+            assert row["time"], f"{probe.name}: no <time> in row {row}"
+            assert len([r for r in probe.rendered() if r["id"] == item["id"]]) == 1
+
+
+# ----- 3. an item created over REST -----
+
+
+def test_item_created_over_rest_appears(open_page, stack):
+    probe = ready_page(open_page, stack)
+    text = unique("Created over REST")
+    item = rest_create(stack, {"text": text, "user": "REST"})
+
+    probe.wait_rendered(item["id"])
+    row = next(row for row in probe.rendered() if row["id"] == item["id"])
+    assert row["text"] == text
+    assert row["user"] == "REST"
+
+
+# ----- 4. text is text, never HTML -----
+
+
+def test_html_in_a_message_is_shown_as_text(open_page, stack):
+    writer = ready_page(open_page, stack, "writer")
+    reader = ready_page(open_page, stack, "reader")
+
+    result = writer.create_item(XSS_TEXT, "<b>Mallory</b>")
+    assert result["ok"], result
+    xss_id = result["value"]["id"]
+    # Also through REST, so the rendering of another client's item is checked too.
+    rest_item = rest_create(stack, {"text": XSS_TEXT, "user": "REST"})
+    # A later item that renders after both: by then an <img> would have loaded/failed.
+    after = writer.create_item(unique("after the img"), "Ben")
+    assert after["ok"], after
+
+    for probe in (writer, reader):
+        for item_id in (xss_id, rest_item["id"], after["value"]["id"]):
+            probe.wait_rendered(item_id)
+        rows = {row["id"]: row for row in probe.rendered()}
+        assert rows[xss_id]["text"] == XSS_TEXT
+        assert rows[xss_id]["user"] == "<b>Mallory</b>"
+        assert rows[rest_item["id"]]["text"] == XSS_TEXT
+        assert probe.page.locator("#messages img").count() == 0
+        assert probe.page.locator("#messages b").count() == 0
+        assert probe.dialogs == [], f"{probe.name}: a dialog fired: {probe.dialogs}"
+        assert not [u for u in probe.requests if urllib.parse.urlsplit(u).path.endswith("/x")]
+
+
+# ----- 5. the guide's console lines -----
+
+
+def test_console_logs_open_and_messages(open_page, stack):
+    probe = ready_page(open_page, stack)
+    assert "Connection is open" in probe.console_texts()
+
+    text = unique("console")
+    result = probe.create_item(text, "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+
+    def logged_data_after(kind: str) -> list:
+        """The data logged right after each 'New message of type <kind>' line."""
+        out = []
+        for index, message in enumerate(probe.console[:-1]):
+            if message.text == "New message of type " + kind:
+                following = probe.console[index + 1]
+                out.append(following.args[0].json_value() if following.args else None)
+        return out
+
+    subscription_data = logged_data_after("subscription")
+    assert any(
+        isinstance(data, list) and any(row.get("text") == text for row in data)
+        for data in subscription_data
+    ), f"no 'New message of type subscription' followed by the item: {subscription_data}"
+    items_data = logged_data_after("items")
+    assert any(isinstance(data, dict) and data.get("text") == text for data in items_data), (
+        f"no 'New message of type items' followed by the created item: {items_data}"
+    )
+    assert "Connection has closed" not in probe.console_texts()
+    assert "Connection has had an error" not in probe.console_texts()
+
+
+def test_console_logs_close_and_the_page_reconnects(open_page, stack):
+    probe = ready_page(open_page, stack, spy_sockets=True)
+    # Close the page's own socket from inside the page, as a dropped connection would.
+    probe.page.evaluate("window.__e2e_sockets[0].close()")
+
+    probe.page.wait_for_function("() => window.__e2e_sockets.length >= 2", timeout=STEP_TIMEOUT_MS)
+    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=STEP_TIMEOUT_MS)
+    assert "Connection has closed" in probe.console_texts()
+    assert probe.console_texts().count("Connection is open") >= 2
+
+    # The subscription came back: an item created after the reconnect still shows up.
+    item = rest_create(stack, {"text": unique("after reconnect"), "user": "REST"})
+    probe.wait_rendered(item["id"])
+
+
+def test_console_logs_an_error_when_directus_is_unreachable(open_page, stack):
+    probe = open_page()
+    # A local port where nothing listens: the socket fails to open.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    probe.goto(stack["app_url"], url=f"http://127.0.0.1:{port}", token=stack["token"])
+    probe.page.wait_for_function(
+        "() => ['reconnecting', 'offline', 'error']"
+        ".includes(document.querySelector('#status').dataset.state)",
+        timeout=BOOT_TIMEOUT_MS,
+    )
+    probe.page.wait_for_function("() => document.body.dataset.subscribed !== 'true'", timeout=1000)
+    assert "Connection has had an error" in probe.console_texts()
+    assert "Connection is open" not in probe.console_texts()
+
+
+# ----- 6. nothing leaves localhost -----
+
+
+def test_no_request_leaves_localhost(open_page, stack):
+    probe = ready_page(open_page, stack)
+    result = probe.create_item(unique("local only"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+
+    urls = probe.requests + [record.url for record in probe.sockets]
+
+    def host(url: str) -> str | None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "data":
+            return "127.0.0.1"  # inline, fetched from nowhere
+        if parts.scheme == "blob":
+            return urllib.parse.urlsplit(url[len("blob:") :]).hostname
+        return parts.hostname
+
+    assert any(urllib.parse.urlsplit(u).path.endswith("pyodide.asm.wasm") for u in urls)
+    assert probe.sockets, "no WebSocket seen"
+    foreign = [u for u in urls if host(u) not in LOCAL_HOSTS]
+    assert foreign == [], f"requests left localhost: {foreign}"
+
+
+# ----- 7. create_item refuses bad input and sends nothing -----
+
+
+BAD_INPUTS = [
+    # (label, JS arguments of create_item, what the error message must name)
+    ("empty text", ["", "Ben"], "text"),
+    ("whitespace text", ["   ", "Ben"], "text"),
+    ("number text", [42, "Ben"], "text"),
+    ("null text", [None, "Ben"], "text"),
+    ("missing user", ["Hello without a user"], "user"),
+]
+
+
+def is_bookkeeping(frame) -> bool:
+    """Frames the page may send on its own: heartbeat answers and its catch-up reads."""
+    try:
+        message = json.loads(frame)
+    except (TypeError, ValueError):
+        return False
+    if message.get("type") in ("ping", "pong"):
+        return True
+    return message.get("type") == "items" and message.get("action") == "read"
+
+
+def test_create_item_rejects_bad_input_without_sending(open_page, stack):
+    probe = ready_page(open_page, stack)
+    record = probe.sockets[-1]
+    sent_before = len(record.sent)
+
+    problems = []
+    for label, args, word in BAD_INPUTS:
+        result = probe.create_item(*args)
+        if result["ok"]:
+            problems.append(f"{label}: create_item{tuple(args)!r} resolved: {result}")
+        elif not result["isError"]:
+            problems.append(f"{label}: rejected with a non-Error: {result}")
+        elif word not in result["message"].lower():
+            problems.append(f"{label}: message does not name {word!r}: {result['message']!r}")
+    assert problems == []
+
+    # Control: a valid create right after sends its frame, and it is the only frame sent since
+    # the bad calls (frames are reported in order), so the bad calls sent nothing.
+    good = probe.create_item(unique("valid after bad input"), "Ben")
+    assert good["ok"], good
+    good_text = good["value"]["text"]
+    probe.wait_until(
+        lambda: any(good_text in str(frame) for frame in record.sent[sent_before:]),
+        what="the valid create's frame",
+    )
+    since = [frame for frame in record.sent[sent_before:] if not is_bookkeeping(frame)]
+    assert len(since) == 1, f"frames sent since the bad calls: {since}"
+    assert json.loads(since[0])["data"]["text"] == good_text
+
+
+# ----- 9. a refused token -----
+
+
+def test_wrong_token_shows_error_and_does_not_retry(open_page, stack):
+    probe = open_page()
+    probe.goto(stack["app_url"], token="wrong")
+    probe.page.wait_for_selector('#status[data-state="error"]', timeout=BOOT_TIMEOUT_MS)
+    assert "token" not in urllib.parse.parse_qs(urllib.parse.urlsplit(probe.page.url).query)
+
+    status_text = probe.page.locator("#status").text_content().strip()
+    assert status_text.lower() != "error", "the error status does not say what went wrong"
+    assert any(
+        word in status_text.lower() for word in ("credential", "token", "auth", "invalid")
+    ), f"status text does not mention the failure: {status_text!r}"
+
+    # An observation window, not a timing assertion: a retry loop would open more sockets.
+    probe.page.wait_for_timeout(5_000)
+    assert len(probe.sockets) == 1, f"sockets opened: {[s.url for s in probe.sockets]}"
+    assert probe.page.locator("#status").get_attribute("data-state") == "error"
+    assert probe.page.locator("body").get_attribute("data-subscribed") != "true"
