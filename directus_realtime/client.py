@@ -4,7 +4,8 @@ It turns the machine's events into futures, async iterators and handler calls, k
 for ``next_deadline()``, and hands socket work to a transport. A transport is any callable
 ``transport(url, listener) -> socket`` where ``socket`` has ``send(text)`` and ``close()``, and
 calls ``listener.socket_opened()``, ``listener.socket_message(text)``,
-``listener.socket_closed(code, reason)`` and ``listener.socket_error(error)``. The browser's is
+``listener.socket_closed(code, reason)``, ``listener.socket_error(error)`` and, when the
+server answers the upgrade with an HTTP error, ``listener.socket_refused(status, reason)``. The browser's is
 ``transports/browser.py`` (native ``WebSocket`` through the JS FFI); CPython's is
 ``transports/cpython.py`` (the ``websockets`` library). Nothing else differs between the two.
 """
@@ -411,6 +412,9 @@ class _Listener:
 
     def socket_error(self, error=None):
         self._forward(self._client._proto.socket_error, error)
+
+    def socket_refused(self, status, reason=""):
+        self._forward(self._client._proto.socket_refused, status, reason)
 
     def _is_current(self):
         return self.socket is not None and self.socket is self._client._socket

@@ -318,10 +318,13 @@ class RealtimeProtocol:
         self.retry_at = None
         if was_connected:
             self._emit(CloseSocket("disconnect"))
+            self._emit(Closed(None, "disconnect"))
         self._set_state(CLOSED)
         self._end_everything(error)
 
-    def set_credentials(self, now, access_token=None, email=None, password=None, refresh_token=None):
+    def set_credentials(
+        self, now, access_token=None, email=None, password=None, refresh_token=None
+    ):
         """New credentials: used by the next auth; a FAILED client starts connecting again."""
         self.access_token = access_token
         self.email = email
@@ -351,6 +354,10 @@ class RealtimeProtocol:
         self._last_heard = now
         if self.auth_mode == "handshake":
             credentials = self._auth_credentials()
+            if credentials is None and self.has_token_provider:
+                self._set_state(AUTHENTICATING)
+                self._emit(ScheduleRefresh())  # the first token comes from the provider too
+                return
             if credentials is None:
                 self._fail(
                     AuthenticationError(
@@ -364,6 +371,30 @@ class RealtimeProtocol:
             self._send_auth()
         else:
             self._became_open(now)
+
+    def socket_refused(self, now, status, reason=""):
+        """The server answered the upgrade with an HTTP error instead of a WebSocket.
+
+        401/403 mean the token (strict mode) or the page's origin was refused: retrying cannot
+        help, so the client fails. Other statuses are treated like a lost connection.
+        """
+        if self.state != CONNECTING:
+            return
+        if status in (401, 403):
+            self._fail(
+                AuthenticationError(
+                    "HTTP_%d" % status,
+                    "Directus refused the WebSocket (HTTP %d%s). Check the token, and that "
+                    "CORS_ORIGIN allows this page's origin."
+                    % (status, ": " + reason if reason else ""),
+                ),
+                socket_open=False,
+            )
+            return
+        self._emit(
+            ErrorOccurred(ConnectionLost("Directus answered the upgrade with HTTP %d" % status))
+        )
+        self._connection_lost(now, "HTTP %d" % status)
 
     def socket_error(self, now, error=None):
         self._emit(ErrorOccurred(error if error is not None else ConnectionLost("socket error")))

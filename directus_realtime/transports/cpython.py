@@ -3,7 +3,7 @@
 import asyncio
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
 class WebsocketsSocket:
@@ -44,6 +44,11 @@ class WebsocketsSocket:
             code, reason = _close_info(closed)
         except asyncio.CancelledError:
             raise
+        except InvalidStatus as refused:  # an HTTP answer instead of a WebSocket
+            response = refused.response
+            body = (response.body or b"").decode("utf-8", "replace")[:200]
+            self._listener.socket_refused(response.status_code, body)
+            return
         except Exception as error:  # refused, DNS, TLS, handshake status...
             self._listener.socket_error(error)
             code, reason = 1006, str(error)

@@ -1330,3 +1330,57 @@ def test_events_drains():
     proto.connect(0)
     assert proto.events() != []
     assert proto.events() == []
+
+
+# --- found by the integration tests against a real Directus ----------------------------------
+
+
+def test_disconnect_while_open_emits_closed_once():
+    proto = make()
+    open_proto(proto)
+    proto.disconnect(1.0)
+    events = proto.events()
+    assert len(of(events, p.Closed)) == 1
+    assert of(events, p.CloseSocket)
+    proto.socket_closed(1.1, 1005)  # the transport's late report changes nothing
+    assert of(proto.events(), p.Closed) == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_upgrade_refused_with_401_or_403_fails_without_retrying(status):
+    proto = make(auth_mode="strict")
+    proto.connect(0.0)
+    proto.events()
+    proto.socket_refused(0.1, status, "Unauthorized")
+    events = proto.events()
+    assert proto.state == p.FAILED
+    assert isinstance(proto.failure, AuthenticationError)
+    assert proto.failure.code == "HTTP_%d" % status
+    assert proto.next_deadline() is None
+    proto.tick(100.0)
+    assert of(proto.events(), p.OpenSocket) == []
+    assert of(events, p.ErrorOccurred)
+
+
+def test_upgrade_refused_with_502_is_retried_like_a_lost_connection():
+    proto = make()
+    proto.connect(0.0)
+    proto.events()
+    proto.socket_refused(0.1, 502)
+    assert proto.state == p.RECONNECTING
+    proto.tick(proto.retry_at)
+    assert of(proto.events(), p.OpenSocket)
+
+
+def test_token_provider_gives_the_first_token_too():
+    proto = make(access_token=None, has_token_provider=True)
+    proto.connect(0.0)
+    proto.socket_opened(0.1)
+    events = proto.events()
+    assert of(events, p.ScheduleRefresh)
+    assert proto.state == p.AUTHENTICATING
+    assert sent(events) == []
+    proto.authenticate(0.2, "FRESH")
+    assert sent(proto.events()) == [{"type": "auth", "access_token": "FRESH"}]
+    auth_ok(proto, 0.3)
+    assert proto.state == p.OPEN
