@@ -18,10 +18,12 @@ from pyscript import document, window
 from pyscript.ffi import create_proxy, to_js
 
 from directus_realtime import create_directus, realtime, static_token
+from directus_realtime.rest import TokenSession
 
 FIELDS = ["id", "user", "text", "date_created"]
 HISTORY = 100  # messages shown on load, and per "load older"
 MAX_ROWS = 1000  # rows kept in the DOM
+RENDER_SLICE = 200  # rows rendered per task, so a long history never blocks the page
 MAX_TEXT_LENGTH = 10_000
 OUTBOX_KEY = "directus-realtime:outbox"
 STATUS_TEXT = {
@@ -41,18 +43,25 @@ rows = {}  # id -> li.message, in the DOM
 # ----- settings -----
 
 
-async def settings() -> tuple[str, str]:
-    """The Directus URL and token: query string first, else the local stack."""
+async def settings() -> dict:
+    """Where to connect and how to sign in: the query string first, else the local stack.
+
+    ``?url=&token=`` (a static token) or ``?url=&email=&password=`` (a login, refreshed as it
+    expires). Secrets are removed from the address bar as soon as they are read.
+    """
     params = window.URLSearchParams.new(window.location.search)
-    url, token = params.get("url"), params.get("token")
-    if params.has("token"):
-        # Keep the token out of the address bar, the history and any shared screenshot.
+    found = {name: params.get(name) for name in ("url", "token", "email", "password")}
+    if params.has("token") or params.has("password"):
+        # Keep secrets out of the address bar, the history and any shared screenshot.
         params.delete("token")
+        params.delete("password")
         query = params.toString()
         path = window.location.pathname + ("?" + query if query else "")
         window.history.replaceState(None, "", path)
-    if url and token:
-        return url, token
+    if params.get("history"):
+        found["history"] = int(params.get("history"))
+    if found["url"] and (found["token"] or (found["email"] and found["password"])):
+        return found
     response = await window.fetch("./local-stack.json")
     if not response.ok:
         raise RuntimeError(
@@ -60,7 +69,9 @@ async def settings() -> tuple[str, str]:
             "or start the local one with `make run`."
         )
     local = (await response.json()).to_py()
-    return url or local["directus_url"], token or local["token"]
+    found["url"] = found["url"] or local["directus_url"]
+    found["token"] = found["token"] or local["token"]
+    return found
 
 
 # ----- the DOM -----
@@ -105,6 +116,16 @@ def render(item: dict) -> None:
         row.scrollIntoView(to_js({"block": "nearest"}))
 
 
+async def render_many(items: list) -> None:
+    """Render a batch in slices, letting the browser paint and handle input in between."""
+    items = sorted(items, key=lambda item: item.get("date_created") or "")
+    for start in range(0, len(items), RENDER_SLICE):
+        for item in items[start : start + RENDER_SLICE]:
+            render(item)
+        if start + RENDER_SLICE < len(items):
+            await asyncio.sleep(0)
+
+
 def fill(row, item: dict) -> None:
     if "user" in item:
         row.querySelector(".user").textContent = str(item.get("user") or "")
@@ -134,13 +155,22 @@ def remove(item_id) -> None:
 
 
 try:
-    DIRECTUS_URL, TOKEN = await settings()  # noqa: F704 (PyScript runs main.py in a loop)
+    SETTINGS = await settings()  # noqa: F704 (PyScript runs main.py in a loop)
 except Exception as error:
     show_status("error", str(error))
     console.error(str(error))
     raise
 
-directus = create_directus(DIRECTUS_URL).with_(static_token(TOKEN)).with_(realtime())
+HISTORY = SETTINGS.get("history") or HISTORY
+MAX_ROWS = max(MAX_ROWS, HISTORY)
+if SETTINGS["token"]:
+    directus = create_directus(SETTINGS["url"]).with_(static_token(SETTINGS["token"]))
+    directus = directus.with_(realtime())
+else:
+    # Email and password: log in over REST (urllib, made XHR by pyodide-http), and refresh
+    # through /auth/refresh whenever Directus says the socket's token expired.
+    session = TokenSession(SETTINGS["url"], SETTINGS["email"], SETTINGS["password"])
+    directus = create_directus(SETTINGS["url"]).with_(realtime(token_provider=session.token))
 
 
 def on_state(state: str, client) -> None:
@@ -181,8 +211,7 @@ async def catch_up() -> None:
         query["limit"] = MAX_ROWS
         query["filter"] = {"date_created": {"_gte": newest.dataset.created}}
     try:
-        for item in await directus.read("messages", query=query):
-            render(item)
+        await render_many(await directus.read("messages", query=query))
     except Exception as error:
         console.error("Could not read the messages: " + str(error))
     document.body.dataset.history = "true"
@@ -194,8 +223,7 @@ async def load_older() -> None:
     if oldest:
         query["filter"] = {"date_created": {"_lt": oldest.dataset.created}}
     items = await directus.read("messages", query=query)
-    for item in items:
-        render(item)
+    await render_many(items)
     if len(items) < HISTORY:
         document.getElementById("load-older").hidden = True
 

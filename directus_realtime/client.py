@@ -5,8 +5,8 @@ for ``next_deadline()``, and hands socket work to a transport. A transport is an
 ``transport(url, listener) -> socket`` where ``socket`` has ``send(text)`` and ``close()``, and
 calls ``listener.socket_opened()``, ``listener.socket_message(text)``,
 ``listener.socket_closed(code, reason)``, ``listener.socket_error(error)`` and, when the
-server answers the upgrade with an HTTP error, ``listener.socket_refused(status, reason)``. The browser's is
-``transports/browser.py`` (native ``WebSocket`` through the JS FFI); CPython's is
+server answers the upgrade with an HTTP error, ``listener.socket_refused(status, reason)``.
+The browser's is ``transports/browser.py`` (native ``WebSocket`` through the JS FFI); CPython's is
 ``transports/cpython.py`` (the ``websockets`` library). Nothing else differs between the two.
 """
 

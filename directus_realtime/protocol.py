@@ -295,6 +295,8 @@ class RealtimeProtocol:
         self._outbox = []  # _Request, waiting for an open connection, in order
         self._connect_deadline = None
         self._last_heard = None
+        self._last_ping = None  # when the current connection's last ping came
+        self._observed_period = None  # the server's ping interval, once seen twice
         self._auth_pending = False  # an auth message is on the wire
 
     # ----- public inputs -----
@@ -419,6 +421,8 @@ class RealtimeProtocol:
             )
             return
         kind = message.get("type")
+        if kind == "ping":
+            self._learn_heartbeat(now)
         if kind == "ping" and self.heartbeat:
             pong = {"type": "pong"}
             if "uid" in message:
@@ -435,6 +439,22 @@ class RealtimeProtocol:
         elif "uid" in message:
             self._on_reply(message, now)
 
+    def _learn_heartbeat(self, now):
+        """Directus pings every WEBSOCKETS_HEARTBEAT_PERIOD; a server that pings more often
+        than ``heartbeat_period`` gets its dead connections noticed sooner."""
+        if self._last_ping is not None:
+            interval = now - self._last_ping
+            if 0.5 <= interval < self.heartbeat_period:
+                self._observed_period = interval
+        self._last_ping = now
+
+    def liveness_period(self):
+        """Seconds of silence after which an open connection is taken for dead."""
+        period = self.heartbeat_period
+        if self._observed_period is not None and self._observed_period < period:
+            period = self._observed_period
+        return 1.5 * period
+
     def tick(self, now):
         """Act on every deadline that has passed: connect/request timeouts, liveness, retry."""
         if self.state in (CONNECTING, AUTHENTICATING):
@@ -446,7 +466,7 @@ class RealtimeProtocol:
                 self._connection_lost(now, "connect timeout")
                 return
         if self.state == OPEN and self.heartbeat and self._last_heard is not None:
-            if now - self._last_heard >= 1.5 * self.heartbeat_period:
+            if now - self._last_heard >= self.liveness_period():
                 self._emit(
                     ErrorOccurred(
                         ConnectionLost(
@@ -480,7 +500,7 @@ class RealtimeProtocol:
         if self.state in (CONNECTING, AUTHENTICATING) and self._connect_deadline is not None:
             times.append(self._connect_deadline)
         if self.state == OPEN and self.heartbeat and self._last_heard is not None:
-            times.append(self._last_heard + 1.5 * self.heartbeat_period)
+            times.append(self._last_heard + self.liveness_period())
         if self.state == RECONNECTING and self.retry_at is not None:
             times.append(self.retry_at)
         for req in self._requests.values():
@@ -604,6 +624,7 @@ class RealtimeProtocol:
 
     def _open_socket(self, now):
         self.retry_at = None
+        self._last_ping = None
         self._set_state(CONNECTING)
         self._connect_deadline = now + self.connect_timeout if self.connect_timeout else None
         token = self.access_token if self.auth_mode == "strict" else None

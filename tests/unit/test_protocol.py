@@ -1384,3 +1384,23 @@ def test_token_provider_gives_the_first_token_too():
     assert sent(proto.events()) == [{"type": "auth", "access_token": "FRESH"}]
     auth_ok(proto, 0.3)
     assert proto.state == p.OPEN
+
+
+def test_liveness_follows_a_server_that_pings_more_often_than_the_configured_period():
+    proto = make(heartbeat_period=30.0)
+    open_proto(proto, 0.0)
+    reply(proto, {"type": "ping"}, 1.0)
+    reply(proto, {"type": "ping"}, 3.0)  # the server pings every 2 s
+    assert proto.liveness_period() == pytest.approx(3.0)
+    assert proto.next_deadline() == pytest.approx(6.0)
+    proto.tick(6.0)
+    events = proto.events()
+    assert of(events, p.CloseSocket)
+    assert proto.state == p.RECONNECTING
+
+
+def test_liveness_ignores_a_single_early_ping():
+    proto = make(heartbeat_period=30.0)
+    open_proto(proto, 0.0)
+    reply(proto, {"type": "ping"}, 1.0)  # one ping says nothing about the period
+    assert proto.liveness_period() == pytest.approx(45.0)

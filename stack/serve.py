@@ -1,0 +1,246 @@
+"""The static page server: 127.0.0.1:APP_PORT, the page files of the repository and nothing else.
+
+- ``/`` is index.html; other paths map to files under the repository root, but only below the
+  top-level names in ALLOWED (deny by default: no var/, .venv/, stack/, .git/, tests/ ...), and
+  never dot-files or __pycache__.
+- ``/local-stack.json`` answers ``{"directus_url", "token"}`` of the local stack (the demo
+  user's static token, from var/stack.json), so the page works with no query parameters.
+- static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
+  (with an ETag, so a reload revalidates cheaply).
+- ``APP_CSP`` (environment): when set, sent as the Content-Security-Policy header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import json
+import os
+import posixpath
+import shutil
+import signal
+import sys
+import threading
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from . import paths
+
+ALLOWED = frozenset({"index.html", "main.py", "pyscript.toml", "static", "directus_realtime"})
+
+TEXT_TYPES = {
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".cjs": "text/javascript",
+    ".css": "text/css",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".toml": "text/plain",
+    ".py": "text/plain",
+    ".txt": "text/plain",
+    ".md": "text/plain",
+    ".svg": "image/svg+xml",
+}
+BINARY_TYPES = {
+    ".wasm": "application/wasm",
+    ".whl": "application/octet-stream",
+    ".zip": "application/octet-stream",
+    ".tar": "application/x-tar",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+}
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def content_type(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext in TEXT_TYPES:
+        return f"{TEXT_TYPES[ext]}; charset=utf-8"
+    return BINARY_TYPES.get(ext, "application/octet-stream")
+
+
+def resolve(root: Path, url_path: str) -> Path | None:
+    """The file that url_path names under root, or None when it is not served."""
+    decoded = urllib.parse.unquote(url_path)
+    if "\0" in decoded or "\\" in decoded:
+        return None
+    if decoded in ("", "/"):
+        decoded = "/index.html"
+    norm = posixpath.normpath(decoded)
+    parts = [p for p in norm.split("/") if p]
+    if not parts or parts[0] not in ALLOWED:
+        return None
+    if any(p in (".", "..") or p.startswith(".") or p == "__pycache__" for p in parts):
+        return None
+    candidate = root.joinpath(*parts)
+    try:
+        real = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    allowed_top = (root / parts[0]).resolve()
+    if real != allowed_top and allowed_top not in real.parents:
+        return None
+    if not real.is_file() or real.suffix == ".pyc":
+        return None
+    return real
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
+    server_version = "directus-realtime-dev"
+    root: Path = paths.ROOT
+    stack_json: Path = paths.STACK_JSON
+    verbose = False
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args) -> None:
+        if self.verbose:
+            super().log_message(format, *args)
+
+    def log_error(self, format: str, *args) -> None:
+        super().log_message(format, *args)
+
+    def _common_headers(self) -> None:
+        csp = os.environ.get("APP_CSP")
+        if csp:
+            self.send_header("Content-Security-Policy", csp)
+        self.send_header("X-Content-Type-Options", "nosniff")
+
+    def _send_bytes(self, status: int, body: bytes, ctype: str, head: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache")
+        self._common_headers()
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _not_found(self, head: bool) -> None:
+        self._send_bytes(404, b"not found\n", "text/plain; charset=utf-8", head)
+
+    def _local_stack(self, head: bool) -> None:
+        try:
+            info = json.loads(self.stack_json.read_text())
+            body = {"directus_url": info["directus_url"], "token": info["token"]}
+        except (OSError, ValueError, KeyError):
+            self._send_bytes(
+                503, b'{"error": "the local stack is not up"}\n', "application/json", head
+            )
+            return
+        data = (json.dumps(body) + "\n").encode()
+        self._send_bytes(200, data, "application/json; charset=utf-8", head)
+
+    def _serve(self, head: bool) -> None:
+        url_path = urllib.parse.urlsplit(self.path).path
+        if url_path == "/local-stack.json":
+            self._local_stack(head)
+            return
+        file = resolve(self.root, url_path)
+        if file is None:
+            self._not_found(head)
+            return
+        stat = file.stat()
+        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        immutable = url_path.startswith("/static/runtime/")
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(HTTPStatus.NOT_MODIFIED)
+            self.send_header("ETag", etag)
+            self.send_header("Cache-Control", IMMUTABLE if immutable else "no-cache")
+            self._common_headers()
+            self.end_headers()
+            return
+        try:
+            fh = open(file, "rb")
+        except OSError:
+            self._not_found(head)
+            return
+        with fh:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", content_type(file))
+            self.send_header("Content-Length", str(stat.st_size))
+            self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
+            self.send_header("ETag", etag)
+            self.send_header("Cache-Control", IMMUTABLE if immutable else "no-cache")
+            self._common_headers()
+            self.end_headers()
+            if not head:
+                try:
+                    shutil.copyfileobj(fh, self.wfile, 256 * 1024)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _method_not_allowed(self) -> None:
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        self.send_header("Allow", "GET, HEAD")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _method_not_allowed
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def make_server(
+    port: int,
+    *,
+    root: Path = paths.ROOT,
+    stack_json: Path = paths.STACK_JSON,
+    verbose: bool = False,
+) -> Server:
+    handler = type(
+        "BoundHandler", (Handler,), {"root": root, "stack_json": stack_json, "verbose": verbose}
+    )
+    return Server((paths.HOST, port), handler)
+
+
+def serve_in_thread(port: int, **kwargs) -> tuple[Server, threading.Thread]:
+    server = make_server(port, **kwargs)
+    thread = threading.Thread(target=server.serve_forever, name="page-server", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack serve")
+    parser.add_argument("--port", type=int, default=paths.app_port())
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    server = make_server(args.port, verbose=args.verbose)
+    print(f"page server on http://{paths.HOST}:{args.port}/", flush=True)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The local stack itself: provisioning, permissions, CORS, the page server, extra instances."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import uuid
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from stack import credentials, directus, procs
+from stack.api import DirectusAPI
+from stack.provision import COLLECTION, POLICIES, provision
+
+OUR_POLICIES = list(POLICIES)
+OUR_USERS = ["demo@example.com", "reader@example.com", "editor@example.com"]
+
+
+def snapshot(admin: DirectusAPI) -> dict[str, Any]:
+    """Everything provisioning creates, as plain comparable data."""
+    policies = admin.get(
+        "/policies", filter={"name": {"_in": OUR_POLICIES}}, fields=["id", "name"], limit=-1
+    )
+    policy_ids = [p["id"] for p in policies]
+    return {
+        "collections": sorted(c["collection"] for c in admin.get("/collections")),
+        "fields": sorted(
+            (f["field"], f["type"], json.dumps(f["meta"].get("special")))
+            for f in admin.get(f"/fields/{COLLECTION}")
+        ),
+        "policies": sorted((p["id"], p["name"]) for p in policies),
+        "permissions": sorted(
+            (p["id"], p["policy"], p["collection"], p["action"], json.dumps(p["fields"]))
+            for p in admin.get(
+                "/permissions",
+                filter={"policy": {"_in": policy_ids}},
+                fields=["id", "policy", "collection", "action", "fields"],
+                limit=-1,
+            )
+        ),
+        "users": sorted(
+            (u["id"], u["email"], u["status"], tuple(sorted(p["policy"] for p in u["policies"])))
+            for u in admin.get(
+                "/users",
+                fields=["id", "email", "status", "policies.policy"],
+                limit=-1,
+            )
+        ),
+    }
+
+
+def test_stack_json_has_the_documented_keys(stack):
+    for key in (
+        "directus_url",
+        "app_url",
+        "token",
+        "admin_email",
+        "admin_password",
+        "demo_email",
+        "demo_password",
+        "reader_token",
+        "editor_token",
+        "db_file",
+        "directus_port",
+        "app_port",
+    ):
+        assert stack[key], key
+    assert stack["app_url"] == f"http://127.0.0.1:{stack['app_port']}/"
+    assert stack["directus_url"] == f"http://127.0.0.1:{stack['directus_port']}"
+
+
+def test_provisioning_is_idempotent(stack, admin_api):
+    before = snapshot(admin_api)
+    assert provision(stack["directus_url"], credentials.load()) == []
+    assert provision(stack["directus_url"], credentials.load()) == []
+    assert snapshot(admin_api) == before
+    # each of our policies exists once, each user once
+    assert sorted(name for _, name in before["policies"]) == sorted(OUR_POLICIES)
+    emails = [email for _, email, *_ in before["users"]]
+    for email in OUR_USERS:
+        assert emails.count(email) == 1
+
+
+def test_permissions_are_exactly_as_specified(admin_api):
+    policies = {
+        p["name"]: p["id"]
+        for p in admin_api.get("/policies", filter={"name": {"_in": OUR_POLICIES}}, limit=-1)
+    }
+    for name, spec in POLICIES.items():
+        perms = admin_api.get("/permissions", filter={"policy": {"_eq": policies[name]}}, limit=-1)
+        assert sorted(p["action"] for p in perms) == sorted(spec["actions"]), name
+        assert all(p["collection"] == COLLECTION and p["fields"] == ["*"] for p in perms)
+    assert POLICIES["Public Posts"]["actions"] == ["read", "create"]
+
+
+def test_messages_has_the_expected_fields(admin_api):
+    fields = {f["field"]: f for f in admin_api.get(f"/fields/{COLLECTION}")}
+    assert set(fields) == {"id", "date_created", "text", "user"}
+    assert fields["id"]["type"] == "uuid"
+    assert fields["id"]["schema"]["is_primary_key"] is True
+    assert fields["id"]["meta"]["special"] == ["uuid"]
+    assert fields["date_created"]["type"] == "timestamp"
+    assert "date-created" in fields["date_created"]["meta"]["special"]
+    assert fields["text"]["type"] == "text"
+    assert fields["user"]["type"] == "string"
+
+
+def test_demo_token_creates_and_reads_messages(stack, api, admin_api):
+    demo = api(stack["token"])
+    created = demo.post(f"/items/{COLLECTION}", {"text": "hello from the test", "user": "pytest"})
+    try:
+        assert uuid.UUID(created["id"])
+        assert created["date_created"]
+        read = demo.get(f"/items/{COLLECTION}/{created['id']}")
+        assert read["text"] == "hello from the test"
+        assert read["user"] == "pytest"
+        # a client-chosen id is kept
+        own_id = str(uuid.uuid4())
+        mine = demo.post(f"/items/{COLLECTION}", {"id": own_id, "text": "mine", "user": "pytest"})
+        assert mine["id"] == own_id
+        # the demo user may not update or delete (Public Posts = read + create)
+        assert demo.request("PATCH", f"/items/{COLLECTION}/{own_id}", {"text": "x"}).status == 403
+        assert demo.request("DELETE", f"/items/{COLLECTION}/{own_id}").status == 403
+    finally:
+        admin_api.call(
+            "DELETE", f"/items/{COLLECTION}", {"query": {"filter": {"user": {"_eq": "pytest"}}}}
+        )
+
+
+def test_reader_token_can_read_but_not_create(stack, api):
+    reader = api(stack["reader_token"])
+    resp = reader.request("POST", f"/items/{COLLECTION}", {"text": "nope", "user": "pytest"})
+    assert resp.status == 403
+    assert "FORBIDDEN" in resp.error_codes
+    assert reader.request("GET", f"/items/{COLLECTION}", params={"limit": 1}).status == 200
+
+
+def test_editor_token_can_update_and_delete(stack, api):
+    editor = api(stack["editor_token"])
+    item = editor.post(f"/items/{COLLECTION}", {"text": "draft", "user": "pytest-editor"})
+    updated = editor.patch(f"/items/{COLLECTION}/{item['id']}", {"text": "final"})
+    assert updated["text"] == "final"
+    assert editor.request("DELETE", f"/items/{COLLECTION}/{item['id']}").status == 204
+    assert editor.request("GET", f"/items/{COLLECTION}/{item['id']}").status == 403
+
+
+def test_anonymous_cannot_read(api):
+    assert api().request("GET", f"/items/{COLLECTION}").status == 403
+
+
+def test_cors_allows_the_page_origin(stack, api):
+    for origin in (
+        f"http://127.0.0.1:{stack['app_port']}",
+        f"http://localhost:{stack['app_port']}",
+    ):
+        resp = api().request(
+            "OPTIONS",
+            f"/items/{COLLECTION}",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert resp.status in (200, 204)
+        assert resp.headers.get("Access-Control-Allow-Origin") == origin
+
+
+def test_websocket_from_the_page_origin_authenticates(stack):
+    # Sync client on purpose: no event loop of its own, whatever other tests leave running.
+    origin = f"http://127.0.0.1:{stack['app_port']}"
+    with ws_connect(stack["ws_url"], origin=origin, open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "auth", "access_token": stack["token"]}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "auth", "status": "ok"}
+
+
+# --- the page server ---------------------------------------------------------------------
+
+
+def get(stack, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """A raw request (the path is sent exactly as given: no client-side normalisation)."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_page_server_serves_the_runtime(stack):
+    status, headers, body = get(stack, "/static/runtime/pyodide/pyodide.mjs")
+    assert status == 200
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert len(body) == int(headers["content-length"]) > 1000
+
+    status, headers, _ = get(stack, "/static/runtime/pyodide/pyodide.asm.wasm", "HEAD")
+    assert status == 200
+    assert headers["content-type"] == "application/wasm"
+
+    status, headers, body = get(stack, "/static/runtime/wheels/pyodide_http-0.2.2-py3-none-any.whl")
+    assert status == 200
+    assert headers["content-type"] == "application/octet-stream"
+    assert body[:2] == b"PK"
+
+    status, headers, _ = get(stack, "/static/runtime/pyscript/core.js", "HEAD")
+    assert status == 200
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+
+
+def test_page_server_revalidates_with_etag(stack):
+    _, headers, _ = get(stack, "/static/runtime/versions.json")
+    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
+    try:
+        conn.request(
+            "GET", "/static/runtime/versions.json", headers={"If-None-Match": headers["etag"]}
+        )
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 304
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/var/stack.json",
+        "/var/secrets.json",
+        "/stack/core.py",
+        "/.git/config",
+        "/.venv/pyvenv.cfg",
+        "/pyproject.toml",
+        "/Makefile",
+        "/tests/conftest.py",
+        "/../var/stack.json",
+        "/static/../var/stack.json",
+        "/static/%2e%2e/var/stack.json",
+        "/static/runtime/../../var/stack.json",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/static/",
+        "/directus_realtime/__pycache__/",
+    ],
+)
+def test_page_server_denies_everything_else(stack, path):
+    status, _, body = get(stack, path)
+    assert status == 404, (path, body[:200])
+
+
+def test_page_server_refuses_writes(stack):
+    status, headers, _ = get(stack, "/static/runtime/versions.json", "POST")
+    assert status == 405
+
+
+def test_local_stack_json(stack):
+    status, headers, body = get(stack, "/local-stack.json")
+    assert status == 200
+    assert headers["content-type"].startswith("application/json")
+    assert headers["cache-control"] == "no-cache"
+    assert json.loads(body) == {"directus_url": stack["directus_url"], "token": stack["token"]}
+
+
+# --- extra Directus instances (what integration tests of the client build on) ------------
+
+
+@pytest.mark.slow
+def test_extra_instance_on_a_copy_survives_a_hard_restart(stack, tmp_path):
+    db = directus.copy_of_main_db(tmp_path)
+    port = procs.free_port()
+    handle = directus.start_directus(
+        port, db, extra_env={"ACCESS_TOKEN_TTL": "5s"}, log_file=tmp_path / "directus.log"
+    )
+    try:
+        demo = DirectusAPI(handle.url, stack["token"])
+        item = demo.post(f"/items/{COLLECTION}", {"text": "on the copy", "user": "pytest-copy"})
+        handle = directus.restart(handle, hard=True)
+        assert handle.alive()
+        assert demo.get(f"/items/{COLLECTION}/{item['id']}")["text"] == "on the copy"
+        # the copy is separate from the main database
+        main = DirectusAPI(stack["directus_url"], stack["token"])
+        assert main.request("GET", f"/items/{COLLECTION}/{item['id']}").status == 403
+    finally:
+        directus.stop(handle)
+    assert not handle.alive()
+    assert not procs.port_in_use(port)
