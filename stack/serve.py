@@ -7,7 +7,12 @@
   user's static token, from var/stack.json), so the page works with no query parameters.
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
-- ``APP_CSP`` (environment): when set, sent as the Content-Security-Policy header.
+- Every answer carries a Content-Security-Policy: scripts only from this server (plus
+  ``'wasm-unsafe-eval'`` for Pyodide's WebAssembly and ``'unsafe-eval'``, without which
+  PyScript's core does not start: it evaluates strings), connections only to
+  this server and to Directus on the loopback (any port: the local stack and the test
+  instances). ``APP_CONNECT_SRC`` (environment) adds origins, e.g. ``https://x.directus.app
+  wss://x.directus.app`` to use a remote Directus; ``APP_CSP`` replaces the whole policy.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from pathlib import Path
 
 from . import paths
 
-ALLOWED = frozenset({"index.html", "main.py", "pyscript.toml", "static", "directus_realtime"})
+ALLOWED = frozenset(
+    {"index.html", "main.py", "pyscript.toml", "static", "directus_realtime", "bench"}
+)
 
 TEXT_TYPES = {
     ".html": "text/html",
@@ -94,6 +101,29 @@ def resolve(root: Path, url_path: str) -> Path | None:
     return real
 
 
+LOOPBACK_DIRECTUS = "http://127.0.0.1:* ws://127.0.0.1:* http://localhost:* ws://localhost:*"
+
+
+def content_security_policy() -> str:
+    if os.environ.get("APP_CSP"):
+        return os.environ["APP_CSP"]
+    connect = " ".join(["'self'", LOOPBACK_DIRECTUS, os.environ.get("APP_CONNECT_SRC", "")])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            # PyScript's core evaluates strings (measured: blocked without 'unsafe-eval').
+            "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src " + connect.strip(),
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
     server_version = "directus-realtime-dev"
@@ -112,9 +142,7 @@ class Handler(BaseHTTPRequestHandler):
         super().log_message(format, *args)
 
     def _common_headers(self) -> None:
-        csp = os.environ.get("APP_CSP")
-        if csp:
-            self.send_header("Content-Security-Policy", csp)
+        self.send_header("Content-Security-Policy", content_security_policy())
         self.send_header("X-Content-Type-Options", "nosniff")
 
     def _send_bytes(self, status: int, body: bytes, ctype: str, head: bool) -> None:

@@ -190,7 +190,9 @@ class PageProbe:
 # ----- the browser -----
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running on this thread while it
+# is alive, which would break asyncio.run() in later suites (and a second sync_playwright()).
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -334,3 +334,36 @@ def test_wrong_token_shows_error_and_does_not_retry(open_page, stack):
     assert len(probe.sockets) == 1, f"sockets opened: {[s.url for s in probe.sockets]}"
     assert probe.page.locator("#status").get_attribute("data-state") == "error"
     assert probe.page.locator("body").get_attribute("data-subscribed") != "true"
+
+
+CSP_SPY = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) =>
+  window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+
+def test_page_runs_under_its_content_security_policy(open_page, stack):
+    probe = open_page("csp")
+    probe.context.add_init_script(CSP_SPY)
+    response = probe.page.goto(stack["app_url"], wait_until="domcontentloaded")
+    policy = response.headers.get("content-security-policy", "")
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+    assert directives.get("default-src") == "'self'", policy
+    connect = directives.get("connect-src", "").split()
+    assert "'self'" in connect and "*" not in connect and "https:" not in connect, policy
+    assert all(
+        source == "'self'" or urllib.parse.urlsplit(source).hostname in LOCAL_HOSTS
+        for source in connect
+    ), policy
+    probe.wait_ready()
+    result = probe.create_item(unique("under CSP"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+    # A connection to any other origin is refused by the policy, not just by the network.
+    blocked = probe.page.evaluate(
+        "fetch('https://example.com/').then(() => 'sent', (e) => 'blocked')"
+    )
+    assert blocked == "blocked"
+    violations = probe.page.evaluate("window.__cspViolations")
+    assert violations == ["connect-src https://example.com/"], violations
