@@ -367,3 +367,52 @@ def test_page_runs_under_its_content_security_policy(open_page, stack):
     assert blocked == "blocked"
     violations = probe.page.evaluate("window.__cspViolations")
     assert violations == ["connect-src https://example.com/"], violations
+
+
+XSS_PAYLOADS = [
+    "<script>alert(1)</script>",
+    "<svg onload=alert(1)>",
+    '"><img src=x onerror=alert(1)>',
+    "<iframe src=javascript:alert(1)></iframe>",
+    "<a href=javascript:alert(1)>click</a>",
+    "<body onload=alert(1)>",
+    "{{constructor.constructor('alert(1)')()}}",
+    "<style>*{display:none}</style>",
+]
+
+
+def test_classic_xss_payloads_stay_text_in_text_and_user(open_page, stack):
+    probe = ready_page(open_page, stack, "xss")
+    created = []
+    for payload in XSS_PAYLOADS:
+        result = probe.create_item(unique(payload), payload)
+        assert result["ok"], result
+        created.append(result["value"])
+    for item in created:
+        probe.wait_rendered(item["id"])
+    rows = {row["id"]: row for row in probe.rendered()}
+    for item in created:
+        assert rows[item["id"]]["text"] == item["text"]
+        assert rows[item["id"]]["user"] == item["user"]
+    markup = probe.page.eval_on_selector_all(
+        "#messages script, #messages svg, #messages iframe, #messages a, #messages style, "
+        "#messages img, #messages body",
+        "els => els.length",
+    )
+    assert markup == 0
+    assert probe.dialogs == []
+    assert probe.page.evaluate("getComputedStyle(document.body).display") != "none"
+
+
+def test_the_token_never_reaches_the_console_or_the_dom(open_page, stack):
+    probe = open_page("secret")
+    probe.goto(stack["app_url"], url=stack["directus_url"], token=stack["token"])
+    probe.wait_ready()
+    result = probe.create_item(unique("secret check"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+    token = stack["token"]
+    assert all(token not in text for text in probe.console_texts())
+    assert token not in probe.page.content()
+    assert token not in probe.page.url
+    assert token not in probe.page.evaluate("location.href + document.title")
