@@ -17,7 +17,7 @@ import uuid
 from pyscript import document, window
 from pyscript.ffi import create_proxy, to_js
 
-from directus_realtime import create_directus, realtime, static_token
+from directus_realtime import AuthenticationError, create_directus, realtime, static_token
 from directus_realtime.rest import TokenSession
 
 FIELDS = ["id", "user", "text", "date_created"]
@@ -26,6 +26,7 @@ MAX_ROWS = 1000  # rows kept in the DOM
 RENDER_SLICE = 200  # rows rendered per task, so a long history never blocks the page
 MAX_TEXT_LENGTH = 10_000
 OUTBOX_KEY = "directus-realtime:outbox"
+SETTINGS_KEY = "directus-realtime:settings"
 STATUS_TEXT = {
     "connecting": "Connecting…",
     "connected": "Connected",
@@ -44,13 +45,14 @@ rows = {}  # id -> li.message, in the DOM
 
 
 async def settings() -> dict:
-    """Where to connect and how to sign in: the query string first, else the local stack.
+    """Where to connect and how to sign in.
 
-    ``?url=&token=`` (a static token) or ``?url=&email=&password=`` (a login, refreshed as it
-    expires). Secrets are removed from the address bar as soon as they are read.
+    In order: the query string (``?url=&token=`` or ``?url=&email=&password=``), then what the
+    settings panel saved (sessionStorage, or localStorage when "remember" was ticked), then the
+    local stack of ``make run``. Secrets are removed from the address bar as soon as read.
     """
     params = window.URLSearchParams.new(window.location.search)
-    found = {name: params.get(name) for name in ("url", "token", "email", "password")}
+    found = {name: params.get(name) or None for name in ("url", "token", "email", "password")}
     if params.has("token") or params.has("password"):
         # Keep secrets out of the address bar, the history and any shared screenshot.
         params.delete("token")
@@ -60,18 +62,60 @@ async def settings() -> dict:
         window.history.replaceState(None, "", path)
     if params.get("history"):
         found["history"] = int(params.get("history"))
+    saved = saved_settings()
+    if saved and found["url"] in (None, saved.get("url")):
+        for name in ("url", "token", "email", "password"):
+            found[name] = found[name] or saved.get(name)
     if found["url"] and (found["token"] or (found["email"] and found["password"])):
         return found
     response = await window.fetch("./local-stack.json")
     if not response.ok:
         raise RuntimeError(
-            "No Directus to talk to: open this page as ?url=<Directus URL>&token=<static token>, "
-            "or start the local one with `make run`."
+            "No Directus to talk to: open Settings, or open this page as "
+            "?url=<Directus URL>&token=<static token>, or start the local one with `make run`."
         )
     local = (await response.json()).to_py()
     found["url"] = found["url"] or local["directus_url"]
     found["token"] = found["token"] or local["token"]
     return found
+
+
+def saved_settings() -> dict:
+    for storage in (window.sessionStorage, window.localStorage):
+        raw = storage.getItem(SETTINGS_KEY)
+        if raw:
+            try:
+                return json.loads(raw)
+            except ValueError:
+                storage.removeItem(SETTINGS_KEY)
+    return {}
+
+
+def on_settings(event) -> None:
+    """Save the settings panel's values and start again with them."""
+    event.preventDefault()
+    form = event.target.elements
+    chosen = {"url": form.url.value.strip().rstrip("/")}
+    if form.method.value == "token":
+        chosen["token"] = form.token.value.strip()
+    else:
+        chosen["email"], chosen["password"] = form.email.value.strip(), form.password.value
+    for storage in (window.sessionStorage, window.localStorage):
+        storage.removeItem(SETTINGS_KEY)
+    keep = window.localStorage if form.remember.checked else window.sessionStorage
+    keep.setItem(SETTINGS_KEY, json.dumps(chosen))
+    window.location.assign(
+        window.location.pathname + "?url=" + window.encodeURIComponent(chosen["url"])
+    )
+
+
+def show_settings(values: dict) -> None:
+    form = document.getElementById("settings-form").elements
+    form.url.value = values.get("url") or ""
+    form.email.value = values.get("email") or ""
+    if values.get("email") and not values.get("token"):
+        form.method.value = "login"
+    form.remember.checked = bool(window.localStorage.getItem(SETTINGS_KEY))
 
 
 # ----- the DOM -----
@@ -151,15 +195,64 @@ def remove(item_id) -> None:
         row.remove()
 
 
+PROBLEMS = {
+    "settings": (
+        "No Directus to talk to",
+        "Open Settings and enter your Directus URL and a static token (or email and password).",
+    ),
+    "unreachable": (
+        "Directus does not answer at {url}",
+        "Check that it is running and that the URL in Settings is right. "
+        "The page keeps trying and connects as soon as it answers.",
+    ),
+    "realtime-off": (
+        "Directus answers at {url}, but not over WebSocket",
+        "Realtime is off, or this page's origin is not allowed. On the Directus server set "
+        "WEBSOCKETS_ENABLED=true, and CORS_ENABLED=true with CORS_ORIGIN including {origin}. "
+        "The page keeps trying.",
+    ),
+    "auth": (
+        "Directus refused the sign-in",
+        "{reason} Check the token (or email and password) in Settings; the user needs a "
+        "policy that can read messages.",
+    ),
+    "gave-up": ("The page stopped trying to connect", "{reason} Reload the page to try again."),
+}
+
+
+def show_problem(kind, reason: str = "") -> None:
+    """The error screen: what happened and what to do, or nothing when all is well."""
+    panel = document.getElementById("problem")
+    if kind is None:
+        panel.hidden = True
+        panel.dataset.kind = ""
+        return
+    title, todo = PROBLEMS[kind]
+    fields = {
+        "url": SETTINGS["url"] if "SETTINGS" in globals() else "",
+        "origin": window.location.origin,
+        "reason": reason.rstrip(".") + "." if reason else "",
+    }
+    panel.querySelector("h2").textContent = title.format(**fields)
+    panel.querySelector("p").textContent = todo.format(**fields)
+    panel.dataset.kind = kind
+    panel.hidden = False
+    if kind in ("settings", "auth"):
+        document.getElementById("settings").open = True
+
+
 # ----- the connection -----
 
 
+document.getElementById("settings-form").addEventListener("submit", create_proxy(on_settings))
 try:
     SETTINGS = await settings()  # noqa: F704 (PyScript runs main.py in a loop)
 except Exception as error:
     show_status("error", str(error))
+    show_problem("settings", str(error))
     console.error(str(error))
     raise
+show_settings(SETTINGS)
 
 HISTORY = SETTINGS.get("history") or HISTORY
 MAX_ROWS = max(MAX_ROWS, HISTORY)
@@ -176,15 +269,32 @@ else:
 def on_state(state: str, client) -> None:
     if state == "open":
         show_status("connected")
+        show_problem(None)
     elif state in ("connecting", "authenticating"):
         show_status("reconnecting" if client.ever_connected else "connecting")
     elif state == "reconnecting":
         asyncio.ensure_future(count_down(client))
+        if not client.ever_connected:
+            asyncio.ensure_future(diagnose())
     elif state in ("offline", "closed"):
         show_status("offline")
     elif state == "failed":
         failure = client.failure
-        show_status("error", failure.message if failure else "gave up")
+        reason = failure.message if failure else "gave up"
+        show_status("error", reason)
+        show_problem("auth" if isinstance(failure, AuthenticationError) else "gave-up", reason)
+
+
+async def diagnose() -> None:
+    """Never connected yet: is Directus down, or up with realtime off / this origin refused?"""
+    try:
+        # no-cors: any answer at all proves the server is up, whatever its CORS settings.
+        await window.fetch(SETTINGS["url"] + "/server/ping", to_js({"mode": "no-cors"}))
+    except Exception:
+        show_problem("unreachable")
+        return
+    if not directus.is_connected:
+        show_problem("realtime-off")
 
 
 async def count_down(client) -> None:

@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import protocol as p
-from .errors import ConnectionFailed, RealtimeError
+from .errors import ConnectionFailed, DirectusError, RealtimeError
 
 EVENTS = ("open", "message", "close", "error")
 
@@ -387,7 +387,10 @@ class RealtimeClient:
             token = self._token_provider()
             if hasattr(token, "__await__"):
                 token = await token
-        except Exception as error:  # the provider's failure is the user's to see
+        except DirectusError as error:  # Directus said no: retrying cannot help
+            self._pump(self._proto.token_refused, _now(), error)
+            return
+        except Exception as error:  # e.g. unreachable: the connect timeout retries later
             self._call("error", RealtimeError("token_provider failed: " + str(error)))
             return
         self._pump(self._proto.authenticate, _now(), token)

@@ -350,6 +350,11 @@ class RealtimeProtocol:
         if self.state in (OPEN, AUTHENTICATING):
             self._send_auth()
 
+    def token_refused(self, now, error):
+        """The token provider could not get a token (e.g. the password was refused)."""
+        if self.state in (CONNECTING, AUTHENTICATING, OPEN):
+            self._fail(AuthenticationError(getattr(error, "code", "AUTH_FAILED"), str(error)))
+
     def socket_opened(self, now):
         if self.state != CONNECTING:
             return

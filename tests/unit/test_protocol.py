@@ -1404,3 +1404,16 @@ def test_liveness_ignores_a_single_early_ping():
     open_proto(proto, 0.0)
     reply(proto, {"type": "ping"}, 1.0)  # one ping says nothing about the period
     assert proto.liveness_period() == pytest.approx(45.0)
+
+
+def test_a_token_provider_that_is_refused_fails_the_client_without_retrying():
+    proto = make(access_token=None, has_token_provider=True)
+    proto.connect(0.0)
+    proto.socket_opened(0.1)
+    proto.events()
+    proto.token_refused(0.2, DirectusError("INVALID_CREDENTIALS", "Invalid user credentials."))
+    events = proto.events()
+    assert proto.state == p.FAILED
+    assert proto.failure.code == "INVALID_CREDENTIALS"
+    assert of(events, p.CloseSocket)
+    assert proto.next_deadline() is None

@@ -1,0 +1,181 @@
+"""End-to-end tests of what the page adds to the guide: history, load older, edits and deletes
+followed live, the settings panel, and the error screens (unreachable, realtime off, refused
+sign-in). Real Directus, real Chromium; no timing assertions."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from stack import directus as local_directus
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+BOOT_MS = 60_000
+STEP_MS = 15_000
+REALTIME_OFF_PORT = 8250
+
+
+def rest(stack: dict, method: str, path: str, body=None, token: str | None = None):
+    request = urllib.request.Request(
+        stack["directus_url"] + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={
+            "Authorization": "Bearer " + (token or stack["token"]),
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw)["data"] if raw else None
+
+
+def marker() -> str:
+    return "product-" + secrets.token_hex(4)
+
+
+def row_text(probe, item_id: str):
+    return probe.page.evaluate(
+        'id => { const r = document.querySelector(`li.message[data-id="${id}"] .text`);'
+        " return r ? r.textContent : null; }",
+        item_id,
+    )
+
+
+def test_history_shows_the_latest_messages_oldest_first_and_loads_older(open_page, stack):
+    tag = marker()
+    rows = [{"text": f"{tag} #{n:02d}", "user": "history"} for n in range(12)]
+    for row in rows:  # one by one, so date_created increases
+        rest(stack, "POST", "/items/messages", row)
+    probe = open_page("history")
+    probe.goto(stack["app_url"], history="5")
+    probe.page.wait_for_selector('body[data-history="true"]', timeout=BOOT_MS)
+    shown = [r["text"] for r in probe.rendered() if r["text"].startswith(tag)]
+    assert shown == [f"{tag} #{n:02d}" for n in range(7, 12)]
+    probe.page.click("#load-older")
+    probe.wait_until(
+        lambda: len([r for r in probe.rendered() if r["text"].startswith(tag)]) == 10,
+        what="five older messages",
+    )
+    shown = [r["text"] for r in probe.rendered() if r["text"].startswith(tag)]
+    assert shown == [f"{tag} #{n:02d}" for n in range(2, 12)]
+
+
+def test_updates_change_a_message_in_place_and_deletes_remove_it(open_page, stack):
+    probe = open_page("edits")
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+    result = probe.create_item(marker() + " before", "Ben")
+    assert result["ok"], result
+    item_id = result["value"]["id"]
+    probe.wait_rendered(item_id)
+    rest(
+        stack,
+        "PATCH",
+        f"/items/messages/{item_id}",
+        {"text": "after the edit"},
+        token=stack["editor_token"],
+    )
+    probe.wait_until(lambda: row_text(probe, item_id) == "after the edit", what="the edit")
+    assert [r["id"] for r in probe.rendered()].count(item_id) == 1
+    rest(stack, "DELETE", f"/items/messages/{item_id}", token=stack["editor_token"])
+    probe.wait_until(lambda: row_text(probe, item_id) is None, what="the delete")
+
+
+def test_compose_form_sends_a_message(open_page, stack):
+    probe = open_page("compose")
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+    text = marker() + " from the form"
+    probe.page.fill("#compose input[name=user]", "Form user")
+    probe.page.fill("#compose input[name=text]", text)
+    probe.page.press("#compose input[name=text]", "Enter")
+    probe.wait_until(
+        lambda: any(r["text"] == text and r["user"] == "Form user" for r in probe.rendered()),
+        what="the composed message",
+    )
+    assert probe.page.input_value("#compose input[name=text]") == ""
+    count = len(probe.rendered())
+    probe.page.fill("#compose input[name=text]", "   ")  # whitespace: refused, nothing sent
+    probe.page.press("#compose input[name=text]", "Enter")
+    probe.page.wait_for_selector("#compose .error:has-text('text')", timeout=STEP_MS)
+    assert len(probe.rendered()) == count
+
+
+def test_settings_panel_connects_and_remembers_only_when_asked(open_page, stack):
+    probe = open_page("settings")
+    probe.goto(stack["app_url"], url="http://127.0.0.1:9", token="wrong-token")
+    probe.page.wait_for_selector("#problem:not([hidden])", timeout=BOOT_MS)
+    if not probe.page.is_visible("#settings-form"):
+        probe.page.click("#settings summary")
+    probe.page.fill("#settings-form input[name=url]", stack["directus_url"])
+    probe.page.check("#settings-form input[value=token]")
+    probe.page.fill("#settings-form input[name=token]", stack["token"])
+    probe.page.click("#settings-form button[type=submit]")
+    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_MS)
+    assert probe.page.is_hidden("#problem")
+    assert stack["token"] not in probe.page.url
+    stored = probe.page.evaluate(
+        "[sessionStorage.getItem('directus-realtime:settings'),"
+        " localStorage.getItem('directus-realtime:settings')]"
+    )
+    assert stored[0] is not None and stored[1] is None  # not remembered: this tab only
+    # Ticking "remember" keeps the settings on the device instead.
+    if not probe.page.is_visible("#settings-form"):
+        probe.page.click("#settings summary")
+    probe.page.fill("#settings-form input[name=token]", stack["token"])
+    probe.page.check("#settings-form input[name=remember]")
+    probe.page.click("#settings-form button[type=submit]")
+    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_MS)
+    stored = probe.page.evaluate(
+        "[sessionStorage.getItem('directus-realtime:settings'),"
+        " localStorage.getItem('directus-realtime:settings')]"
+    )
+    assert stored[0] is None and json.loads(stored[1])["url"] == stack["directus_url"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_error_screen_when_directus_is_unreachable(open_page, stack):
+    probe = open_page("unreachable")
+    probe.goto(stack["app_url"], url=f"http://127.0.0.1:{free_port()}", token="any")
+    probe.page.wait_for_selector('#problem[data-kind="unreachable"]', timeout=BOOT_MS)
+    text = probe.page.inner_text("#problem")
+    assert "does not answer" in text and "keeps trying" in text
+
+
+def test_error_screen_when_the_token_is_refused(open_page, stack):
+    probe = open_page("refused")
+    probe.goto(stack["app_url"], url=stack["directus_url"], token="not-a-token")
+    probe.page.wait_for_selector('#problem[data-kind="auth"]', timeout=BOOT_MS)
+    assert "refused" in probe.page.inner_text("#problem h2")
+    assert probe.page.is_visible("#settings-form")  # what to do is right there
+
+
+def test_error_screen_when_realtime_is_off(open_page, stack):
+    workdir = Path(tempfile.mkdtemp(prefix="realtime-off-"))
+    handle = local_directus.start_directus(
+        REALTIME_OFF_PORT,
+        local_directus.copy_of_main_db(workdir),
+        extra_env={"WEBSOCKETS_ENABLED": "false"},
+        log_file=workdir / "directus.log",
+        app_port=stack["app_port"],
+    )
+    try:
+        probe = open_page("realtime-off")
+        probe.goto(stack["app_url"], url=handle.url, token=stack["token"])
+        probe.page.wait_for_selector('#problem[data-kind="realtime-off"]', timeout=BOOT_MS)
+        assert "WEBSOCKETS_ENABLED=true" in probe.page.inner_text("#problem")
+    finally:
+        local_directus.stop(handle)

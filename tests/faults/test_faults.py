@@ -1,0 +1,483 @@
+"""Fault injection: the realtime page against a Directus that crashes, a network that is cut or
+silently stalls, and access tokens that expire, while a third client writes steadily.
+
+Each scenario: an extra Directus (copy of the main db, CORS for the page server), two pages
+(separate browser contexts) connected and subscribed, a writer thread creating N messages over
+REST at a steady rate (each retried with its own id until stored), page A calling
+``create_item`` while the connection is down (its outbox), the fault, and at the end, once the
+pages are quiet: per page sent / rendered / lost / doubled (lost == 0 and doubled == 0 on both),
+every message stored exactly once in Directus, and how long after the server came back each
+page's ``#status`` was ``connected`` again (from a MutationObserver in the page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+
+SCENARIO_TIMEOUT = 150.0  # seconds: one scenario, start to end, whatever happens
+RECONNECT_WAIT = 45.0  # the longest a page may take to be connected again after a fault
+QUIET_WAIT = 30.0  # the longest the pages may take to show everything once writing stopped
+
+
+@dataclass
+class Outage:
+    what: str
+    fault_ms: float
+    back_ms: float | None = None
+    restart_s: float | None = None
+    per_page: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = []
+        for page, m in self.per_page.items():
+            left = "never" if m["left_s"] is None else f"{m['left_s']:.2f}s"
+            back = m["back_to_connected_s"]
+            parts.append(
+                f"{page}: left connected after {left}, "
+                f"connected {'NEVER' if back is None else f'{back:.2f}s'} after server back"
+            )
+        extra = f" (restart took {self.restart_s:.1f}s)" if self.restart_s is not None else ""
+        return f"{self.what}{extra}: " + "; ".join(parts)
+
+
+class Scenario:
+    """What a test builds up on the background loop, and checks at the end."""
+
+    def __init__(self, name: str, kit: Any, stack: dict, server: Any, marker: str) -> None:
+        self.name = name
+        self.kit = kit
+        self.stack = stack
+        self.server = server
+        self.marker = marker
+        self.pages: list[Any] = []
+        self.writer: Any = None
+        self.outages: list[Outage] = []
+        self.page_a_texts: dict[str, str] = {}  # label -> text
+        self.page_a_states: dict[str, str] = {}  # label -> #status at the call
+        self.problems: list[str] = []
+        self.lines: list[str] = []
+        self.tallies: list[Any] = []
+        self.rows: list[dict] = []
+        self.creates: dict[str, dict] = {}
+        self.on_wire: dict[str, int] = {}
+
+    @property
+    def a(self) -> Any:
+        return self.pages[0]
+
+    async def open_pages(
+        self, open_page: Any, directus_url: str, prepare: Any = None, **auth: str
+    ) -> None:
+        self.pages = [await open_page("page A"), await open_page("page B")]
+        for page in self.pages:
+            if prepare is not None:
+                await prepare(page)
+        await asyncio.gather(
+            *(p.open(self.stack["app_url"], url=directus_url, **auth) for p in self.pages)
+        )
+        await asyncio.gather(*(p.wait_ready() for p in self.pages))
+
+    async def page_a_create(self, label: str) -> None:
+        text = f"{self.marker} A-{label}"
+        self.page_a_texts[label] = text
+        self.page_a_states[label] = await self.a.fire_create(label, text, "page A")
+
+    async def wait_stored(self, count: int, timeout: float = 60.0) -> None:
+        await self.kit.until(
+            lambda: self.writer.stored >= count or self.writer.failure,
+            timeout,
+            f"the writer to store {count} messages ({self.writer.describe()})",
+        )
+
+    async def wait_reconnected(self, outage: Outage, timeout: float = RECONNECT_WAIT) -> None:
+        """Until each page left ``connected`` after the fault and is ``connected`` again (or the
+        bound passed: then it is recorded as never, and reported at the end)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = True
+            for page in self.pages:
+                m = self.kit.reconnect_after(
+                    await page.states(), outage.fault_ms, outage.back_ms or outage.fault_ms
+                )
+                outage.per_page[page.name] = m
+                done = done and m["again_ms"] is not None
+            if done or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.1)
+
+    async def finish(self) -> None:
+        """Writer done, page A's creates settled, pages quiet; then count everything."""
+        await self.kit.until(
+            lambda: self.writer.finished_at or self.writer.failure,
+            90,
+            f"the writer to finish ({self.writer.describe()})",
+        )
+        if self.page_a_texts:
+            try:
+                await self.kit.until(
+                    lambda: _all_done(self.a), QUIET_WAIT, "page A's create_item promises"
+                )
+            except AssertionError as error:
+                self.problems.append(str(error))
+            self.creates = await self.a.creates()
+        self.rows = await asyncio.to_thread(
+            self.kit.rows_with_marker, self.server.url, self.stack["token"], self.marker
+        )
+        by_text: dict[str, list[str]] = {}
+        for row in self.rows:
+            by_text.setdefault(row["text"], []).append(row["id"])
+        expected = list(self.writer.ids)
+        for text in self.page_a_texts.values():
+            expected += by_text.get(text, [])
+        dom = await self.kit.quiesce(self.pages, expected, QUIET_WAIT)
+        self.tallies = [self.kit.tally(p.name, expected, dom[p.name]) for p in self.pages]
+        self.on_wire = {p.name: len(set(expected) & p.wire_ids()) for p in self.pages}
+        self.check_store(by_text)
+
+    def check_store(self, by_text: dict[str, list[str]]) -> None:
+        writer = self.writer
+        if writer.failure:
+            self.problems.append(f"writer (test harness) failed: {writer.describe()}")
+        for item in writer.items[: writer.stored]:
+            ids = by_text.get(item["text"], [])
+            if ids != [item["id"]]:
+                self.problems.append(f"writer message {item['text']} stored as {ids}")
+        for label, text in self.page_a_texts.items():
+            ids = by_text.get(text, [])
+            result = self.creates.get(label, {})
+            if len(ids) != 1:
+                self.problems.append(
+                    f"page A create_item {label!r} (status at the call: "
+                    f"{self.page_a_states[label]}) is in Directus {len(ids)} times, not once"
+                )
+            if not result.get("ok"):
+                self.problems.append(
+                    f"page A create_item {label!r} (status at the call: "
+                    f"{self.page_a_states[label]}) did not resolve: {result}"
+                )
+            elif ids and result.get("id") not in ids:
+                self.problems.append(f"page A create_item {label!r} resolved with {result}")
+        known = {item["text"] for item in writer.items} | set(self.page_a_texts.values())
+        strays = [row for row in self.rows if row["text"] not in known]
+        if strays:
+            self.problems.append(f"rows nobody asked for: {strays}")
+
+    def report(self) -> str:
+        """Print the figures; returns the assertion message (empty when all is well)."""
+        creates = ", ".join(
+            f"{label}@{self.page_a_states[label]}->"
+            + ("ok" if self.creates.get(label, {}).get("ok") else "FAILED")
+            for label in self.page_a_texts
+        )
+        print(f"\n[faults] {self.name}: writer {self.writer.describe()}", flush=True)
+        if creates:
+            print(f"[faults] {self.name}: page A create_item during the outage: {creates}")
+        for outage in self.outages:
+            print(f"[faults] {self.name}: {outage.describe()}")
+        for t, page in zip(self.tallies, self.pages, strict=True):
+            reconnects = [
+                o.per_page.get(page.name, {}).get("back_to_connected_s") for o in self.outages
+            ]
+            shown = ", ".join("NEVER" if r is None else f"{r:.2f}s" for r in reconnects)
+            line = (
+                f"[faults] {self.name} {t.line()} (on the wire: {self.on_wire.get(page.name)})"
+                f" | reconnect after server back: {shown or '-'}"
+                f" | sockets={len(page.sockets)} opens={page.console_count('Connection is open')}"
+                f" closes={page.console_count('Connection has closed')}"
+                f" errors={page.console_count('Connection has had an error')}"
+            )
+            self.lines.append(line)
+            print(line, flush=True)
+        problems = list(self.problems)
+        for t in self.tallies:
+            if t.lost or t.doubled:
+                problems.append(
+                    f"{t.line()}; missing {t.missing[:10]}{'...' if t.lost > 10 else ''}"
+                    f"; doubled {t.doubles[:10]}"
+                )
+        for outage in self.outages:
+            for page, m in outage.per_page.items():
+                if m["again_ms"] is None:
+                    problems.append(
+                        f"{page} was not connected again within {RECONNECT_WAIT:.0f} s after "
+                        f"{outage.what} (states: left connected after {m['left_s']})"
+                    )
+        return "\n".join(problems)
+
+
+def _all_done(page: Any) -> Any:
+    async def check() -> bool:
+        creates = await page.creates()
+        return bool(creates) and all(c.get("done") for c in creates.values())
+
+    return check()
+
+
+def check_cors(url: str, origin: str) -> str | None:
+    """GET {url}/server/ping with the page's Origin: the Access-Control-Allow-Origin answered."""
+    request = urllib.request.Request(url + "/server/ping", headers={"Origin": origin})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers.get("Access-Control-Allow-Origin")
+
+
+def app_origin(stack: dict) -> str:
+    return f"http://127.0.0.1:{stack['app_port']}"
+
+
+# ----- 1. Directus crashes (SIGKILL) mid-stream, twice ----------------------------------------
+
+
+def test_sigkill_directus_twice_mid_stream(
+    loop, stack, kit, crash_directus, open_page, writers, remember_servers
+):
+    server = crash_directus
+    remember_servers(server)
+    s = Scenario("sigkill x2", kit, stack, server, kit.new_marker("sigkill"))
+
+    async def run() -> None:
+        await s.open_pages(open_page, server.url, token=stack["token"])
+        s.writer = writers(server.url, stack["token"], s.marker, 60, 8.0)
+        for round_, at in enumerate((15, 38), start=1):
+            await s.wait_stored(at)
+            outage = Outage(f"SIGKILL #{round_}", kit.now_ms())
+            s.outages.append(outage)
+            await asyncio.to_thread(server.kill)
+            await asyncio.sleep(0.3)  # the pages see their sockets close
+            for k in range(2):
+                await s.page_a_create(f"outbox-kill{round_}-{k}")
+            outage.restart_s = await asyncio.to_thread(server.start)
+            outage.back_ms = kit.now_ms()
+            await s.wait_reconnected(outage)
+        await s.finish()
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+    problems = s.report()
+    assert not problems, problems
+
+
+# ----- 2. the network is cut for ~3 s -----------------------------------------------------------
+
+
+def test_network_cut_closes_everything_for_three_seconds(
+    loop, stack, kit, proxied_directus, open_page, writers, make_proxy, remember_servers
+):
+    server = proxied_directus
+    remember_servers(server)
+    s = Scenario("network cut", kit, stack, server, kit.new_marker("cut"))
+    cors: dict[str, Any] = {}
+
+    async def run() -> None:
+        proxy = await make_proxy(server.port)
+        # The pages talk to the proxy's port, not Directus's PUBLIC_URL; CORS goes by the
+        # page's Origin, which CORS_ORIGIN allows whatever port the request came in on.
+        cors["allow"] = await asyncio.to_thread(check_cors, proxy.url, app_origin(stack))
+        await s.open_pages(open_page, proxy.url, token=stack["token"])
+        s.writer = writers(server.url, stack["token"], s.marker, 60, 6.0)
+        await s.wait_stored(12)
+        outage = Outage("cut 3 s", kit.now_ms())
+        s.outages.append(outage)
+        closed = await proxy.cut()
+        outage.what += f" ({closed} connections closed)"
+        await asyncio.sleep(0.3)
+        for k in range(3):
+            await s.page_a_create(f"outbox-cut-{k}")
+        await asyncio.sleep(2.7)
+        await proxy.accept_again()
+        outage.back_ms = kit.now_ms()
+        await s.wait_reconnected(outage)
+        await s.finish()
+        print(f"\n[faults] network cut: proxy {proxy.summary()}")
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+    problems = s.report()
+    assert cors["allow"] == app_origin(stack), f"CORS through the proxy: {cors}"
+    assert not problems, problems
+
+
+# ----- 3. silent stall: half-open connections ---------------------------------------------------
+
+
+def test_silent_stall_is_detected_by_liveness(
+    loop, stack, kit, proxied_directus, open_page, writers, make_proxy, remember_servers
+):
+    """The proxy stops forwarding (both ways, nothing closed) for longer than 1.5 heartbeat
+    periods, then forwards again for new connections only. The pages have been connected for
+    two pings (so they know Directus pings every 2 s); they must leave "connected" within 3
+    periods, reconnect, and lose nothing; page A's creates sent into the blackhole must be
+    stored once."""
+    server = proxied_directus
+    remember_servers(server)
+    s = Scenario("silent stall", kit, stack, server, kit.new_marker("stall"))
+    period = kit.HEARTBEAT_PERIOD
+    stall_for = 1.5 * period + 2.0  # longer than the liveness bound
+    notice_within = 3.0 * period  # the page must leave "connected" within this of the stall
+    detection: dict[str, float | None] = {}
+    pings: dict[str, int] = {}
+
+    async def run() -> None:
+        proxy = await make_proxy(server.port)
+        await s.open_pages(open_page, proxy.url, token=stack["token"])
+        s.writer = writers(server.url, stack["token"], s.marker, 60, 6.0)
+        await kit.until(
+            lambda: all(p.pings_on_last_socket() >= 2 for p in s.pages),
+            4 * period,
+            "two pings from Directus on each page's socket",
+        )
+        await s.wait_stored(12)
+        pings.update({p.name: p.pings_on_last_socket() for p in s.pages})
+        outage = Outage(f"stall {stall_for:.0f} s", kit.now_ms())
+        s.outages.append(outage)
+        stalled = proxy.stall()
+        outage.what += f" ({stalled} connections blackholed)"
+        await asyncio.sleep(0.3)
+        for k in range(2):  # the page may still think it is connected: into the blackhole
+            await s.page_a_create(f"outbox-stall-{k}")
+        await asyncio.sleep(stall_for - 0.3)
+        proxy.resume()
+        outage.back_ms = kit.now_ms()
+        await s.wait_reconnected(outage)
+        for page in s.pages:
+            detection[page.name] = outage.per_page[page.name]["left_s"]
+        await s.finish()
+        print(f"\n[faults] silent stall: proxy {proxy.summary()}")
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+    problems = s.report()
+    print(
+        "[faults] silent stall: left connected after "
+        + ", ".join(f"{n}: {'never' if v is None else f'{v:.2f}s'}" for n, v in detection.items())
+        + f" (pings heard before the stall: {pings}; bound 1.5 x {period} s)"
+    )
+    slow = {n: v for n, v in detection.items() if v is None or v > notice_within}
+    assert not slow, (
+        f"a page did not notice the silent stall within {notice_within:.0f} s "
+        f"(Directus pings every {period} s): {slow}\n{problems}"
+    )
+    assert not problems, problems
+
+
+def test_silent_stall_soon_after_connecting_is_detected(
+    loop, stack, kit, proxied_directus, open_page, make_proxy, remember_servers
+):
+    """The same stall, but right after the page got connected (before it heard two pings):
+    Directus pings every 2 s, so the page must still notice within 3 periods, not after the
+    default 1.5 x 30 s."""
+    server = proxied_directus
+    remember_servers(server)
+    period = kit.HEARTBEAT_PERIOD
+    notice_within = 3.0 * period
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        proxy = await make_proxy(server.port)
+        page = await open_page("page A")
+        await page.open(stack["app_url"], url=proxy.url, token=stack["token"])
+        await page.wait_ready()
+        seen["pings"] = page.pings_on_last_socket()
+        fault_ms = kit.now_ms()
+        proxy.stall()
+        deadline = time.monotonic() + notice_within
+        while time.monotonic() < deadline and await page.state() == "connected":
+            await asyncio.sleep(0.05)
+        m = kit.reconnect_after(await page.states(), fault_ms, fault_ms)
+        seen["left_s"] = m["left_s"]
+        seen["state"] = await page.state()
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+    left = seen["left_s"]
+    print(
+        f"\n[faults] stall soon after connecting: pings heard before the stall={seen['pings']}, "
+        f"left connected after {'never (within the bound)' if left is None else f'{left:.2f}s'}"
+    )
+    assert left is not None and left <= notice_within, (
+        f"the page was still {seen['state']!r} {notice_within:.0f} s into a silent stall that "
+        f"began when it had heard {seen['pings']} ping(s) (Directus pings every {period} s)"
+    )
+
+
+# ----- 4. access tokens expire every 5 s ------------------------------------------------------
+
+REFRESH_LATENCY = 0.25  # seconds added to each /auth/refresh, as on a real network
+
+
+def test_token_expiry_while_streaming(
+    loop, stack, kit, short_ttl_directus, open_page, writers, remember_servers
+):
+    """Pages signed in with email and password; Directus (ACCESS_TOKEN_TTL=5s) expires their
+    socket's token every 5 s while the writer streams for more than 2 TTLs. Each /auth/refresh
+    takes 250 ms more (a real network's round trip; on loopback it is ~40 ms). Nothing may be
+    lost or doubled, and the status stays connected (or recovers)."""
+    server = short_ttl_directus
+    remember_servers(server)
+    ttl = kit.TOKEN_TTL
+    s = Scenario(f"token ttl {ttl}s", kit, stack, server, kit.new_marker("ttl"))
+    timing: dict[str, float] = {}
+
+    async def slow_refresh(page: Any) -> None:
+        async def handle(route: Any) -> None:
+            await asyncio.sleep(REFRESH_LATENCY)
+            await route.continue_()
+
+        await page.context.route("**/auth/refresh", handle)
+
+    async def run() -> None:
+        await s.open_pages(
+            open_page,
+            server.url,
+            prepare=slow_refresh,
+            email=stack["demo_email"],
+            password=stack["demo_password"],
+        )
+        timing["ready"] = time.time()
+        # > 2 TTLs of writing: 100 messages at 8 per second.
+        s.writer = writers(server.url, stack["token"], s.marker, 100, 8.0)
+        for k, at in enumerate((int(8 * ttl * 1.2), int(8 * ttl * 2.2))):
+            await s.wait_stored(at)  # after the first and the second expiry
+            await s.page_a_create(f"after-expiry-{k + 1}")
+        await s.finish()
+        timing["end"] = time.time()
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+    problems = s.report()
+    for page in s.pages:
+        states = loop.run(page.states(), 10)
+        after_ready = [st for t, st in states if t / 1000 >= timing["ready"]]
+        errors = page.errors_received()
+        expired = [e for e in errors if (e.get("error") or {}).get("code") == "TOKEN_EXPIRED"]
+        others = [e for e in errors if e not in expired]
+        auths = [m for m in page.frames_sent() if m.get("type") == "auth"]
+        with_static = [m for m in auths if m.get("access_token") == stack["token"]]
+        logins = [r for r in page.requests if "/auth/login" in r]
+        refreshes = [r for r in page.requests if "/auth/refresh" in r and r.startswith("POST")]
+        ended = page.console_matching("The subscription ended")
+        final = loop.run(page.state(), 10)
+        print(
+            f"[faults] {s.name} {page.name}: TOKEN_EXPIRED={len(expired)} auth sent={len(auths)} "
+            f"logins={len(logins)} refreshes={len(refreshes)} other errors received="
+            f"{[(e.get('type'), (e.get('error') or {}).get('code'), e.get('uid')) for e in others]}"
+            f" console={ended} states after ready={after_ready} final={final}",
+            flush=True,
+        )
+        if with_static or not (logins or any("email" in m for m in auths)):
+            problems += (
+                f"\n{page.name} did not sign in with email/password "
+                f"(auth frames: {auths[:3]}, login requests: {logins})"
+            )
+        if len(auths) < 2:
+            problems += (
+                f"\n{page.name} authenticated only {len(auths)} time(s) in "
+                f"{timing['end'] - timing['ready']:.0f} s with a {ttl} s token: the expiry "
+                "path was not exercised"
+            )
+        if final != "connected":
+            problems += f"\n{page.name} ended {final!r}, not connected"
+    assert timing["end"] - timing["ready"] > 2 * ttl
+    assert not problems, problems
