@@ -146,7 +146,8 @@ def render(item: dict) -> None:
     after = messages.lastElementChild
     while after and after.dataset.created > row.dataset.created:
         after = after.previousElementSibling
-    at_bottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40
+    # Follow new messages only when the reader is already at the newest one.
+    at_bottom = messages.getBoundingClientRect().bottom <= window.innerHeight + 60
     if not after:  # (a JS null, which is not None in Pyodide)
         messages.prepend(row)
     else:
