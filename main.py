@@ -8,17 +8,36 @@ reconnect, and writes made while offline kept (even across a reload) until they 
 
 The Directus URL and token come from the query string (``?url=...&token=...``), else from the
 local stack that ``make run`` started.
+
+The same file runs on Pyodide (index.html) and on MicroPython (mpy.html). MicroPython has no
+``uuid`` and no ``urllib``: ids come from the browser's ``crypto.randomUUID()`` there, and signing
+in with email and password (``rest.py``, over ``urllib``) is left to the Pyodide page.
 """
 
 import asyncio
 import json
-import uuid
+import sys
 
 from pyscript import document, window
 from pyscript.ffi import create_proxy, to_js
 
 from directus_realtime import AuthenticationError, create_directus, realtime, static_token
-from directus_realtime.rest import TokenSession
+
+MICROPYTHON = sys.implementation.name == "micropython"
+if MICROPYTHON:
+
+    def new_id() -> str:
+        return window.crypto.randomUUID()
+
+else:
+    import uuid
+
+    def new_id() -> str:
+        return str(uuid.uuid4())
+
+
+# Pyodide has ensure_future; MicroPython's asyncio only create_task.
+spawn = getattr(asyncio, "ensure_future", None) or asyncio.create_task
 
 FIELDS = ["id", "user", "text", "date_created"]
 HISTORY = 100  # messages shown on load, and per "load older"
@@ -74,7 +93,7 @@ async def settings() -> dict:
             "No Directus to talk to: open Settings, or open this page as "
             "?url=<Directus URL>&token=<static token>, or start the local one with `make run`."
         )
-    local = (await response.json()).to_py()
+    local = json.loads(await response.text())
     found["url"] = found["url"] or local["directus_url"]
     found["token"] = found["token"] or local["token"]
     return found
@@ -218,6 +237,11 @@ PROBLEMS = {
         "policy that can read messages.",
     ),
     "gave-up": ("The page stopped trying to connect", "{reason} Reload the page to try again."),
+    "login-unsupported": (
+        "Email and password sign-in needs the Pyodide page",
+        "This MicroPython build signs in with a static token only. Open Settings and enter a "
+        "token, or open index.html to sign in with email and password.",
+    ),
 }
 
 
@@ -260,9 +284,15 @@ MAX_ROWS = max(MAX_ROWS, HISTORY)
 if SETTINGS["token"]:
     directus = create_directus(SETTINGS["url"]).with_(static_token(SETTINGS["token"]))
     directus = directus.with_(realtime())
+elif MICROPYTHON:
+    show_status("error", "email and password sign-in needs the Pyodide page (index.html)")
+    show_problem("login-unsupported")
+    raise RuntimeError("Email and password sign-in is not available on MicroPython: use a token.")
 else:
     # Email and password: log in over REST (urllib, made XHR by pyodide-http), and refresh
     # through /auth/refresh whenever Directus says the socket's token expired.
+    from directus_realtime.rest import TokenSession
+
     session = TokenSession(SETTINGS["url"], SETTINGS["email"], SETTINGS["password"])
     directus = create_directus(SETTINGS["url"]).with_(realtime(token_provider=session.token))
 
@@ -274,9 +304,9 @@ def on_state(state: str, client) -> None:
     elif state in ("connecting", "authenticating"):
         show_status("reconnecting" if client.ever_connected else "connecting")
     elif state == "reconnecting":
-        asyncio.ensure_future(count_down(client))
+        spawn(count_down(client))
         if not client.ever_connected:
-            asyncio.ensure_future(diagnose())
+            spawn(diagnose())
     elif state in ("offline", "closed"):
         show_status("offline")
     elif state == "failed":
@@ -387,18 +417,20 @@ def create_item(text=None, user=None):
         async def run():
             try:
                 check_item(text, user)
-                item = await send_item({"id": str(uuid.uuid4()), "text": text, "user": user})
+                item = await send_item({"id": new_id(), "text": text, "user": user})
                 resolve(to_js(item))
             except Exception as error:
                 reject(window.Error.new(str(error)))
 
-        asyncio.ensure_future(run())
+        spawn(run())
 
     proxy = create_proxy(executor)
     try:
         return window.Promise.new(proxy)
     finally:
-        proxy.destroy()
+        destroy = getattr(proxy, "destroy", None)  # (MicroPython's proxies have none)
+        if destroy is not None:
+            destroy()
 
 
 window.create_item = create_proxy(create_item)
@@ -415,12 +447,12 @@ def on_compose(event) -> None:
         return
     form.querySelector(".error").textContent = ""
     form.elements.text.value = ""
-    asyncio.ensure_future(send_item({"id": str(uuid.uuid4()), "text": text, "user": user}))
+    spawn(send_item({"id": new_id(), "text": text, "user": user}))
 
 
 document.getElementById("compose").addEventListener("submit", create_proxy(on_compose))
 document.getElementById("load-older").addEventListener(
-    "click", create_proxy(lambda event: asyncio.ensure_future(load_older()))
+    "click", create_proxy(lambda event: spawn(load_older()))
 )
 
 
@@ -429,7 +461,7 @@ document.getElementById("load-older").addEventListener(
 
 def on_open(event):
     console.log("Connection is open")
-    asyncio.ensure_future(catch_up())
+    spawn(catch_up())
 
 
 def on_message(message):
@@ -462,15 +494,15 @@ async def follow(event: str, apply) -> None:
             apply(item)
 
 
-asyncio.ensure_future(follow("update", update))
-asyncio.ensure_future(follow("delete", remove))  # delete events carry the ids
+spawn(follow("update", update))
+spawn(follow("delete", remove))  # delete events carry the ids
 subscription = await directus.subscribe(  # noqa: F704
     "messages",
     event="create",
     query={"fields": FIELDS},
 )
 for data in saved_outbox():  # writes a previous visit could not send
-    asyncio.ensure_future(send_item(data))
+    spawn(send_item(data))
 try:
     await directus.connect()  # noqa: F704
 except Exception as error:

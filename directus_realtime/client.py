@@ -8,6 +8,9 @@ calls ``listener.socket_opened()``, ``listener.socket_message(text)``,
 server answers the upgrade with an HTTP error, ``listener.socket_refused(status, reason)``.
 The browser's is ``transports/browser.py`` (native ``WebSocket`` through the JS FFI); CPython's is
 ``transports/cpython.py`` (the ``websockets`` library). Nothing else differs between the two.
+
+Portability: only the part of asyncio that MicroPython has too (``Event``, ``sleep``, tasks; no
+futures, no ``call_later``), so PyScript's MicroPython runs this module unchanged.
 """
 
 import asyncio
@@ -20,14 +23,46 @@ from .errors import ConnectionFailed, DirectusError, RealtimeError
 EVENTS = ("open", "message", "close", "error")
 
 
+# Pyodide and CPython have ensure_future; MicroPython's asyncio only create_task.
+_spawn = getattr(asyncio, "ensure_future", None) or asyncio.create_task
+
+
 def default_transport():
-    if sys.platform == "emscripten":
+    if sys.platform in ("emscripten", "webassembly"):  # Pyodide, MicroPython
         from .transports.browser import BrowserWebSocket
 
         return BrowserWebSocket
     from .transports.cpython import WebsocketsSocket
 
     return WebsocketsSocket
+
+
+class _Waiter:
+    """A one-shot result to await: what an ``asyncio.Future`` did here, on ``asyncio.Event``."""
+
+    def __init__(self):
+        self._event = asyncio.Event()
+        self._result = None
+        self._error = None
+
+    def done(self):
+        return self._event.is_set()
+
+    def set_result(self, result):
+        if not self.done():
+            self._result = result
+            self._event.set()
+
+    def set_exception(self, error):
+        if not self.done():
+            self._error = error
+            self._event.set()
+
+    async def wait(self):
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 class Subscription:
@@ -62,9 +97,9 @@ class Subscription:
                     error, self._error = self._error, None
                     raise error
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_event_loop().create_future()
+            self._waiter = _Waiter()
             try:
-                await self._waiter
+                await self._waiter.wait()
             finally:
                 self._waiter = None
         return self._queue.pop(0)
@@ -82,7 +117,7 @@ class Subscription:
         self._wake()
 
     def _wake(self):
-        if self._waiter is not None and not self._waiter.done():
+        if self._waiter is not None:
             self._waiter.set_result(None)
 
 
@@ -142,7 +177,8 @@ class RealtimeClient:
         self._subscriptions = {}
         self._requests = {}
         self._connect_waiters = []
-        self._timer = None
+        self._timer = None  # the task that calls tick() at _timer_at
+        self._timer_at = None
         self._pumping = False
 
     # ----- the SDK's surface -----
@@ -181,10 +217,10 @@ class RealtimeClient:
         """
         if self.is_connected:
             return
-        future = asyncio.get_event_loop().create_future()
-        self._connect_waiters.append(future)
+        waiter = _Waiter()
+        self._connect_waiters.append(waiter)
         self._pump(self._proto.connect, _now())
-        await future
+        await waiter.wait()
 
     def disconnect(self) -> None:
         """Close for good: no reconnect; subscriptions end, waiting requests fail."""
@@ -235,11 +271,11 @@ class RealtimeClient:
 
     async def request(self, message: dict, timeout=None, retry=None):
         """Send ``message`` and wait for Directus's reply (the whole reply dict)."""
-        future = asyncio.get_event_loop().create_future()
+        waiter = _Waiter()
         key = self._proto.request(message, timeout, retry, _now())
-        self._requests[key] = future
+        self._requests[key] = waiter
         self._drain()
-        return await future
+        return await waiter.wait()
 
     async def create(self, collection: str, data, query=None):
         """Create one item (dict) or several (list); returns what Directus stored."""
@@ -324,13 +360,13 @@ class RealtimeClient:
             if sub is not None:
                 sub._end(event.error)
         elif isinstance(event, p.RequestDone):
-            future = self._requests.pop(event.key, None)
-            if future is not None and not future.done():
-                future.set_result(event.reply)
+            waiter = self._requests.pop(event.key, None)
+            if waiter is not None:
+                waiter.set_result(event.reply)
         elif isinstance(event, p.RequestFailed):
-            future = self._requests.pop(event.key, None)
-            if future is not None and not future.done():
-                future.set_exception(event.error)
+            waiter = self._requests.pop(event.key, None)
+            if waiter is not None:
+                waiter.set_exception(event.error)
         elif isinstance(event, p.Opened):
             self._resolve_connect(None)
             self._call("open", event)
@@ -348,7 +384,7 @@ class RealtimeClient:
             for handler in list(self._state_handlers):
                 _safely(handler, event.state, self)
         elif isinstance(event, p.ScheduleRefresh):
-            asyncio.ensure_future(self._refresh_token())
+            _spawn(self._refresh_token())
 
     def _call(self, name, arg):
         for handler in list(self._handlers[name]):
@@ -356,13 +392,11 @@ class RealtimeClient:
 
     def _resolve_connect(self, error):
         waiters, self._connect_waiters = self._connect_waiters, []
-        for future in waiters:
-            if future.done():
-                continue
+        for waiter in waiters:
             if error is None:
-                future.set_result(None)
+                waiter.set_result(None)
             else:
-                future.set_exception(error)
+                waiter.set_exception(error)
 
     def _close_socket(self):
         socket, self._socket = self._socket, None
@@ -370,22 +404,30 @@ class RealtimeClient:
             socket.close()
 
     def _schedule_tick(self):
+        """Have tick() called at next_deadline(), by one task that sleeps until then.
+
+        A running timer that fires no later than the new deadline is kept: an early tick does
+        nothing but schedule the next one, and most messages only push the deadline later.
+        """
+        deadline = self._proto.next_deadline()
         if self._timer is not None:
+            if deadline is not None and self._timer_at <= deadline:
+                return
             self._timer.cancel()
             self._timer = None
-        deadline = self._proto.next_deadline()
         if deadline is not None:
-            delay = max(0.0, deadline - _now())
-            self._timer = asyncio.get_event_loop().call_later(delay + 0.001, self._on_timer)
+            self._timer_at = deadline
+            self._timer = _spawn(self._tick_at(deadline))
 
-    def _on_timer(self):
+    async def _tick_at(self, deadline):
+        await asyncio.sleep(max(0.0, deadline - _now()) + 0.001)
         self._timer = None
         self._pump(self._proto.tick, _now())
 
     async def _refresh_token(self):
         try:
             token = self._token_provider()
-            if hasattr(token, "__await__"):
+            if hasattr(token, "__await__") or hasattr(token, "send"):  # (MicroPython: send)
                 token = await token
         except DirectusError as error:  # Directus said no: retrying cannot help
             self._pump(self._proto.token_refused, _now(), error)
@@ -434,8 +476,19 @@ def _safely(handler, *args):
         print("directus_realtime: a handler raised " + repr(error))
 
 
-def _now():
-    return time.monotonic()
+if hasattr(time, "monotonic"):
+
+    def _now():
+        return time.monotonic()
+
+else:  # MicroPython: a millisecond counter that wraps around; unwrap it into seconds.
+    _clock = [time.ticks_ms(), 0]  # the last reading, and milliseconds elapsed since the first
+
+    def _now():
+        ticks = time.ticks_ms()
+        _clock[1] += time.ticks_diff(ticks, _clock[0])
+        _clock[0] = ticks
+        return _clock[1] / 1000
 
 
 def _backoff(reconnect):

@@ -2,6 +2,7 @@
 
     static/runtime/pyscript/   @pyscript/core/dist (no source maps)
     static/runtime/pyodide/    the Pyodide files needed at run time
+    static/runtime/micropython/  MicroPython for PyScript (micropython.mjs + micropython.wasm)
     static/runtime/sdk/        @directus/sdk/dist ES modules (for a reference JS page)
     static/runtime/wheels/     pyodide_http-0.2.2-py3-none-any.whl (from PyPI, pip download)
     static/runtime/versions.json
@@ -28,6 +29,8 @@ PYODIDE_FILES = [
     "pyodide-lock.json",
     "package.json",
 ]
+# mpy.html's interpreter; the version is the one @pyscript/core loads from its CDN by default.
+MICROPYTHON_FILES = ["micropython.mjs", "micropython.wasm", "package.json"]
 PYODIDE_HTTP = "pyodide-http==0.2.2"
 PYODIDE_HTTP_WHEEL = "pyodide_http-0.2.2-py3-none-any.whl"
 
@@ -52,7 +55,8 @@ def build(dest: Path = paths.STATIC_RUNTIME) -> dict[str, str]:
     pyscript = nm / "@pyscript" / "core"
     pyodide = nm / "pyodide"
     sdk = nm / "@directus" / "sdk"
-    for pkg in (pyscript, pyodide, sdk):
+    micropython = nm / "@micropython" / "micropython-webassembly-pyscript"
+    for pkg in (pyscript, pyodide, sdk, micropython):
         if not (pkg / "package.json").exists():
             raise SystemExit(f"{pkg} is missing: run `make setup` (npm ci in stack/runtime)")
 
@@ -64,6 +68,9 @@ def build(dest: Path = paths.STATIC_RUNTIME) -> dict[str, str]:
     (tmp / "pyodide").mkdir()
     for name in PYODIDE_FILES:
         shutil.copy2(pyodide / name, tmp / "pyodide" / name)
+    (tmp / "micropython").mkdir()
+    for name in MICROPYTHON_FILES:
+        shutil.copy2(micropython / name, tmp / "micropython" / name)
     _copy_tree(
         sdk / "dist",
         tmp / "sdk",
@@ -94,6 +101,7 @@ def build(dest: Path = paths.STATIC_RUNTIME) -> dict[str, str]:
     versions = {
         "pyscript": _version(pyscript),
         "pyodide": _version(pyodide),
+        "micropython": _version(micropython),
         "directus_sdk": _version(sdk),
         "pyodide_http": PYODIDE_HTTP.split("==")[1],
     }
@@ -113,6 +121,7 @@ def main() -> int:
     size = sum(f.stat().st_size for f in paths.STATIC_RUNTIME.rglob("*") if f.is_file())
     print(
         f"static/runtime/: PyScript {versions['pyscript']}, Pyodide {versions['pyodide']}, "
+        f"MicroPython {versions['micropython']}, "
         f"@directus/sdk {versions['directus_sdk']}, pyodide-http {versions['pyodide_http']} "
         f"({size / 1e6:.1f} MB)"
     )

@@ -34,7 +34,16 @@ from pathlib import Path
 from . import paths
 
 ALLOWED = frozenset(
-    {"index.html", "main.py", "pyscript.toml", "static", "directus_realtime", "bench"}
+    {
+        "index.html",
+        "main.py",
+        "pyscript.toml",
+        "mpy.html",
+        "mpy.toml",
+        "static",
+        "directus_realtime",
+        "bench",
+    }
 )
 
 TEXT_TYPES = {

@@ -2,7 +2,8 @@
 
 The only module of the client that touches JavaScript. Handlers are wrapped once with
 ``create_proxy`` (a bare function would be a borrowed proxy that dies after the call) and
-destroyed when the socket closes.
+destroyed when the socket closes (where they can be: MicroPython's proxies have no
+``destroy()``). The same code runs on PyScript's Pyodide and on its MicroPython.
 """
 
 from pyscript import window
@@ -49,5 +50,7 @@ class BrowserWebSocket:
         finally:
             for name in _EVENTS:
                 self._ws.removeEventListener(name, self._proxies[name])
-                self._proxies[name].destroy()
+                destroy = getattr(self._proxies[name], "destroy", None)
+                if destroy is not None:
+                    destroy()
             self._proxies = {}

@@ -1,0 +1,190 @@
+"""End-to-end tests of mpy.html: the same page and the same main.py as index.html, on
+PyScript's MicroPython instead of Pyodide, against the real local Directus.
+
+The client (protocol, asyncio driver, browser WebSocket transport) is the same Python code that
+Pyodide and CPython run; these tests check the page contract on MicroPython, and that a Pyodide
+page and a MicroPython page see each other's writes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.parse
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+XSS_TEXT = "<img src=x onerror=alert(1)>"
+BAD_INPUTS = [
+    # (label, JS arguments of create_item, what the error message must name)
+    ("empty text", ["", "Ben"], "text"),
+    ("whitespace text", ["   ", "Ben"], "text"),
+    ("number text", [42, "Ben"], "text"),
+    ("null text", [None, "Ben"], "text"),
+    ("missing user", ["Hello without a user"], "user"),
+]
+
+
+def unique(text: str) -> str:
+    return f"{text} [e2e mpy {secrets.token_hex(4)}]"
+
+
+def mpy_url(stack: dict) -> str:
+    return urllib.parse.urljoin(stack["app_url"], "mpy.html")
+
+
+def ready_mpy_page(open_page, stack: dict, name: str = "mpy page"):
+    probe = open_page(name)
+    probe.goto(mpy_url(stack))
+    probe.wait_ready()
+    return probe
+
+
+def ready_pyodide_page(open_page, stack: dict, name: str = "pyodide page"):
+    probe = open_page(name)
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+    return probe
+
+
+def paths(probe) -> list[str]:
+    return [urllib.parse.urlsplit(url).path for url in probe.requests]
+
+
+def test_mpy_page_connects_and_subscribes_on_micropython(open_page, stack):
+    probe = ready_mpy_page(open_page, stack)
+
+    assert probe.page.locator("#status").get_attribute("data-state") == "connected"
+    assert probe.page.locator("body").get_attribute("data-subscribed") == "true"
+    assert "Connection is open" in probe.console_texts()
+    # It is MicroPython that runs, from this server; Pyodide is not even fetched.
+    requested = paths(probe)
+    assert "/static/runtime/micropython/micropython.wasm" in requested, requested
+    assert not [path for path in requested if "/pyodide/" in path], requested
+    assert probe.page.evaluate("document.querySelector('script[type=mpy]') !== null")
+    assert len(probe.sockets) == 1, "expected exactly one WebSocket"
+    assert (
+        urllib.parse.urlsplit(probe.sockets[0].url).port
+        == urllib.parse.urlsplit(stack["directus_url"]).port
+    )
+    foreign = [
+        url
+        for url in probe.requests + [record.url for record in probe.sockets]
+        if urllib.parse.urlsplit(url).scheme not in ("data", "blob")
+        and urllib.parse.urlsplit(url).hostname not in LOCAL_HOSTS
+    ]
+    assert foreign == [], f"requests left localhost: {foreign}"
+    assert probe.page_errors == []
+
+
+def test_create_item_round_trip_reaches_the_mpy_and_the_pyodide_page(open_page, stack):
+    mpy = ready_mpy_page(open_page, stack)
+    pyodide = ready_pyodide_page(open_page, stack)
+
+    text = unique("Hello from MicroPython")
+    result = mpy.create_item(text, "Ben")
+    assert result["ok"], f"create_item rejected: {result}"
+    item = result["value"]
+    assert (item["text"], item["user"]) == (text, "Ben")
+    assert isinstance(item.get("id"), str) and len(item["id"]) == 36, item  # a UUID
+    assert item.get("date_created"), item
+
+    # And the other way round: the Pyodide page's write shows up on MicroPython.
+    back = unique("Hello from Pyodide")
+    reply = pyodide.create_item(back, "Rijk")
+    assert reply["ok"], f"create_item rejected: {reply}"
+
+    for probe in (mpy, pyodide):
+        for created in (item, reply["value"]):
+            probe.wait_rendered(created["id"])
+        rows = {row["id"]: row for row in probe.rendered()}
+        assert (rows[item["id"]]["text"], rows[item["id"]]["user"]) == (text, "Ben")
+        assert rows[item["id"]]["time"], f"{probe.name}: no <time> in {rows[item['id']]}"
+        assert rows[reply["value"]["id"]]["text"] == back
+        assert len([r for r in probe.rendered() if r["id"] == item["id"]]) == 1
+
+
+def test_mpy_create_item_rejects_bad_input_without_sending(open_page, stack):
+    probe = ready_mpy_page(open_page, stack)
+    record = probe.sockets[-1]
+
+    problems = []
+    for label, args, word in BAD_INPUTS:
+        result = probe.create_item(*args)
+        if result["ok"]:
+            problems.append(f"{label}: create_item{tuple(args)!r} resolved: {result}")
+        elif not result["isError"]:
+            problems.append(f"{label}: rejected with a non-Error: {result}")
+        elif word not in result["message"].lower():
+            problems.append(f"{label}: message does not name {word!r}: {result['message']!r}")
+    assert problems == []
+
+    creates = [
+        frame
+        for frame in record.sent_messages()
+        if isinstance(frame, dict) and frame.get("action") == "create"
+    ]
+    assert creates == [], f"bad input reached the socket: {creates}"
+
+    good = probe.create_item(unique("valid after bad input"), "Ben")
+    assert good["ok"], good
+    probe.wait_rendered(good["value"]["id"])
+
+
+def test_mpy_page_shows_html_as_text(open_page, stack):
+    writer = ready_mpy_page(open_page, stack, "mpy writer")
+    reader = ready_pyodide_page(open_page, stack, "pyodide reader")
+
+    result = writer.create_item(XSS_TEXT, "<b>Mallory</b>")
+    assert result["ok"], result
+    xss_id = result["value"]["id"]
+    # A later item that renders after it: by then an <img> would have loaded or failed.
+    after = writer.create_item(unique("after the img"), "Ben")
+    assert after["ok"], after
+
+    for probe in (writer, reader):
+        for item_id in (xss_id, after["value"]["id"]):
+            probe.wait_rendered(item_id)
+        rows = {row["id"]: row for row in probe.rendered()}
+        assert rows[xss_id]["text"] == XSS_TEXT
+        assert rows[xss_id]["user"] == "<b>Mallory</b>"
+        assert probe.page.locator("#messages img").count() == 0
+        assert probe.page.locator("#messages b").count() == 0
+        assert probe.dialogs == [], f"{probe.name}: a dialog fired: {probe.dialogs}"
+        assert not [u for u in probe.requests if urllib.parse.urlsplit(u).path.endswith("/x")]
+
+
+def test_mpy_page_reconnects_after_the_socket_drops(open_page, stack):
+    """The reconnect backoff runs on the driver's timer task: MicroPython's asyncio.sleep."""
+    probe = open_page("mpy reconnect", spy_sockets=True)
+    probe.goto(mpy_url(stack))
+    probe.wait_ready()
+    probe.page.evaluate("window.__e2e_sockets[0].close()")
+
+    probe.page.wait_for_function("() => window.__e2e_sockets.length >= 2")
+    probe.page.wait_for_selector('#status[data-state="connected"]')
+    assert "Connection has closed" in probe.console_texts()
+    assert probe.console_texts().count("Connection is open") >= 2
+    # The subscription came back with the connection.
+    result = probe.create_item(unique("after reconnect"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+
+
+def test_mpy_page_says_email_sign_in_needs_the_pyodide_page(open_page, stack):
+    probe = open_page("mpy login")
+    probe.goto(
+        mpy_url(stack),
+        url=stack["directus_url"],
+        email=stack["demo_email"],
+        password=stack["demo_password"],
+    )
+    probe.page.wait_for_selector('#problem[data-kind="login-unsupported"]', timeout=60_000)
+    assert probe.page.locator("#status").get_attribute("data-state") == "error"
+    assert "Pyodide" in probe.page.locator("#problem h2").text_content()
+    assert probe.sockets == [], "no socket should open without a way to sign in"
+    assert stack["demo_password"] not in probe.page.url
+    assert json.dumps(stack["demo_password"])[1:-1] not in probe.page.content()
