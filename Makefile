@@ -70,7 +70,7 @@ setup-directus: setup-pip
 
 setup-runtime: setup-pip
 	@if ! $(call fresh,$(RUNTIME_STAMP),$(RUNTIME_INPUTS)); then \
-		echo "installing PyScript, Pyodide and @directus/sdk (npm ci in stack/runtime)…"; \
+		echo "installing PyScript, Pyodide, MicroPython and @directus/sdk (npm ci in stack/runtime)…"; \
 		(cd stack/runtime && $(NPM_ENV) $(NPM_CI)) && \
 		sha256sum $(RUNTIME_INPUTS) > $(RUNTIME_STAMP); \
 	fi
