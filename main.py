@@ -21,7 +21,13 @@ import sys
 from pyscript import document, window
 from pyscript.ffi import create_proxy, to_js
 
-from directus_realtime import AuthenticationError, create_directus, realtime, static_token
+from directus_realtime import (
+    AuthenticationError,
+    DirectusError,
+    create_directus,
+    realtime,
+    static_token,
+)
 
 MICROPYTHON = sys.implementation.name == "micropython"
 if MICROPYTHON:
@@ -342,7 +348,7 @@ for name, online in (("online", True), ("offline", False)):
 
 
 async def catch_up() -> None:
-    """After every (re)connect: read what the page has not seen, so nothing is missed."""
+    """After every (re)subscription: read what the page has not seen, so nothing is missed."""
     query = {"fields": FIELDS, "limit": HISTORY}
     newest = messages.lastElementChild
     if not newest:
@@ -401,7 +407,12 @@ def save_outbox(items: list) -> None:
 async def send_item(data: dict) -> dict:
     """Create ``data`` (which carries its own id) and forget it from the outbox once stored."""
     save_outbox([d for d in saved_outbox() if d["id"] != data["id"]] + [data])
-    item = await directus.create("messages", data, query={"fields": FIELDS})
+    try:
+        item = await directus.create("messages", data, query={"fields": FIELDS})
+    except DirectusError:
+        # Directus said no (FORBIDDEN, invalid...): sending it again would not help.
+        save_outbox([d for d in saved_outbox() if d["id"] != data["id"]])
+        raise
     save_outbox([d for d in saved_outbox() if d["id"] != data["id"]])
     return item
 
@@ -461,7 +472,6 @@ document.getElementById("load-older").addEventListener(
 
 def on_open(event):
     console.log("Connection is open")
-    spawn(catch_up())
 
 
 def on_message(message):
@@ -511,9 +521,13 @@ except Exception as error:
 try:
     async for message in subscription:  # noqa: F704
         if message.get("event") == "init":
+            # (Re)subscribed: after a reconnect or a token renewal. From here on nothing is
+            # missed; read back what was created before, while the page was not listening.
             document.body.dataset.subscribed = "true"
+            spawn(catch_up())
         for item in message.get("data") or []:
             console.log(to_js(item))
             render(item)
 except Exception as error:
     console.error("The subscription ended: " + str(error))
+    show_status("error", "the subscription ended: " + str(error))

@@ -56,6 +56,11 @@ FAILED = "failed"  # given up: refused credentials or retries used up; see ``fai
 
 AUTH_MODES = ("handshake", "public", "strict")
 
+# Liveness probes (see RealtimeProtocol._probe_at), in seconds; ``probes=False`` turns them off.
+PROBE_WHEN_WAITING = 2.0  # silence while a reply is awaited
+PROBE_WHEN_UNSURE = 10.0  # silence before the server's ping period is known
+PONG_TIMEOUT = 2.0
+
 
 # --- What the machine asks the driver to do -----------------------------------------------
 
@@ -225,6 +230,7 @@ class _Subscription:
         self.fixed_uid = fixed_uid  # a uid the user chose; else a fresh one per connection
         self.uid = None  # the uid on the current connection
         self.confirmed = False
+        self.missed = False  # events were lost to an expired token: subscribe again
 
 
 class _Request:
@@ -258,6 +264,7 @@ class RealtimeProtocol:
         reconnect=None,
         outbox_limit=1000,
         ws_url=None,
+        probes=True,
     ):
         if auth_mode not in AUTH_MODES:
             raise ValueError("auth_mode must be one of " + ", ".join(AUTH_MODES))
@@ -270,6 +277,7 @@ class RealtimeProtocol:
         self.has_token_provider = has_token_provider
         self.heartbeat = heartbeat
         self.heartbeat_period = float(heartbeat_period)
+        self.probes = probes
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.reconnect = Backoff() if reconnect is None else reconnect  # False: never
@@ -297,6 +305,8 @@ class RealtimeProtocol:
         self._last_heard = None
         self._last_ping = None  # when the current connection's last ping came
         self._observed_period = None  # the server's ping interval, once seen twice
+        self._probe_sent = None  # when our unanswered liveness ping went out
+        self._reauthenticating = False  # between TOKEN_EXPIRED and the new auth's "ok"
         self._auth_pending = False  # an auth message is on the wire
 
     # ----- public inputs -----
@@ -414,6 +424,7 @@ class RealtimeProtocol:
 
     def receive_text(self, text, now):
         self._last_heard = now
+        self._probe_sent = None
         try:
             message = json.loads(text)
         except ValueError:
@@ -453,6 +464,28 @@ class RealtimeProtocol:
                 self._observed_period = interval
         self._last_ping = now
 
+    def _probe_at(self):
+        """When to ping Directus ourselves, or None.
+
+        The server's heartbeat alone finds a dead connection only after 1.5 periods (45 s by
+        default, until the real period has been seen twice). So when a reply is awaited, or
+        the period is not known yet, a silent connection is asked: a ping Directus must answer
+        with a pong within ``PONG_TIMEOUT``.
+        """
+        if self._probe_sent is not None or not self.probes:
+            return None
+        if self._requests:
+            return self._last_heard + PROBE_WHEN_WAITING
+        if self._observed_period is None:
+            return self._last_heard + PROBE_WHEN_UNSURE
+        return None
+
+    def _dead_at(self):
+        dead_at = self._last_heard + self.liveness_period()
+        if self._probe_sent is not None:
+            dead_at = min(dead_at, self._probe_sent + PONG_TIMEOUT)
+        return dead_at
+
     def liveness_period(self):
         """Seconds of silence after which an open connection is taken for dead."""
         period = self.heartbeat_period
@@ -471,11 +504,12 @@ class RealtimeProtocol:
                 self._connection_lost(now, "connect timeout")
                 return
         if self.state == OPEN and self.heartbeat and self._last_heard is not None:
-            if now - self._last_heard >= self.liveness_period():
+            dead_at = self._dead_at()
+            if now >= dead_at:
                 self._emit(
                     ErrorOccurred(
                         ConnectionLost(
-                            "Nothing heard from Directus for %.0f s; reconnecting."
+                            "Nothing heard from Directus for %.1f s; reconnecting."
                             % (now - self._last_heard)
                         )
                     )
@@ -484,8 +518,23 @@ class RealtimeProtocol:
                 self._emit(Closed(None, "no heartbeat"))
                 self._connection_lost(now, "liveness")
                 return
+            probe_at = self._probe_at()
+            if probe_at is not None and now >= probe_at:
+                self._probe_sent = now
+                self._send({"type": "ping", "uid": self._next_uid()})
         for req in list(self._requests.values()):
             if req.deadline is not None and now >= req.deadline:
+                if req.retry and self.state == OPEN:
+                    # Directus answers in milliseconds: the connection is the likelier culprit.
+                    # Reconnect; the request waits in the outbox and is sent again, which its
+                    # idempotence makes safe.
+                    self._emit(
+                        ErrorOccurred(RequestTimeout("No answer in time; reconnecting to retry."))
+                    )
+                    self._emit(CloseSocket("request timeout"))
+                    self._emit(Closed(None, "request timeout"))
+                    self._connection_lost(now, "request timeout")
+                    return
                 self._forget_request(req)
                 self._emit(
                     RequestFailed(
@@ -505,7 +554,10 @@ class RealtimeProtocol:
         if self.state in (CONNECTING, AUTHENTICATING) and self._connect_deadline is not None:
             times.append(self._connect_deadline)
         if self.state == OPEN and self.heartbeat and self._last_heard is not None:
-            times.append(self._last_heard + self.liveness_period())
+            times.append(self._dead_at())
+            probe_at = self._probe_at()
+            if probe_at is not None:
+                times.append(probe_at)
         if self.state == RECONNECTING and self.retry_at is not None:
             times.append(self.retry_at)
         for req in self._requests.values():
@@ -630,6 +682,8 @@ class RealtimeProtocol:
     def _open_socket(self, now):
         self.retry_at = None
         self._last_ping = None
+        self._probe_sent = None
+        self._reauthenticating = False
         self._set_state(CONNECTING)
         self._connect_deadline = now + self.connect_timeout if self.connect_timeout else None
         token = self.access_token if self.auth_mode == "strict" else None
@@ -701,12 +755,24 @@ class RealtimeProtocol:
         if message.get("status") == "ok":
             if self.state == AUTHENTICATING:
                 self._became_open(now)
+            elif self._reauthenticating:
+                self._reauthenticating = False
+                # Events Directus emitted while our token was expired were replaced by
+                # FORBIDDEN errors: subscribe again, so each subscriber gets a fresh init and
+                # can read back what it missed.
+                for sub in self._subs.values():
+                    if sub.missed:
+                        sub.missed = False
+                        if sub.uid is not None:
+                            self._send({"type": "unsubscribe", "uid": sub.uid})
+                        self._send_subscription(sub)
             return
         if message.get("status") != "error":
             return
         error = DirectusError.from_reply(message)
         if error.code == "TOKEN_EXPIRED" and self.state in (OPEN, AUTHENTICATING):
             # Re-authenticate on the same socket: subscriptions stay as they are.
+            self._reauthenticating = self.state == OPEN
             if self.has_token_provider:
                 self._emit(ScheduleRefresh())
                 return
@@ -750,6 +816,12 @@ class RealtimeProtocol:
                 self._on_request_error(req, error, now)
                 return
             sub = self._subs_by_uid.get(uid)
+            if sub is not None and sub.confirmed and self._reauthenticating:
+                # An event that fell into the gap of an expired token: not the end of the
+                # subscription, which is sent again once the new token is accepted.
+                sub.missed = True
+                self._emit(ErrorOccurred(error))
+                return
             if sub is not None:
                 self._end_subscription(sub, error)
                 return

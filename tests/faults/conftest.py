@@ -14,8 +14,14 @@ the whole session and a second Playwright cannot run in that thread while it liv
 - ``crash_directus``, ``proxied_directus``, ``short_ttl_directus`` (module): extra Directus
   instances (``FaultDirectus``) on copies of the main database, ports 8200-8249, with CORS for
   the page server's origin; all the collected tests need are started at once, in the background.
-- ``Writer``: a thread creating N messages over REST at a steady rate, each with its own uuid,
-  retrying until stored (RECORD_NOT_UNIQUE on a retry = stored by an earlier attempt).
+- ``make_proxy`` (function): ``await make_proxy(target_port)`` -> a started ``FaultProxy``
+  (proxy.py) on 8200-8249; closed at teardown.
+- ``writers`` (function): ``writers(url, token, marker, count, rate)`` -> a started ``Writer``, a
+  thread creating N messages over REST at a steady rate, each with its own uuid, retrying until
+  stored (RECORD_NOT_UNIQUE on a retry = stored by an earlier attempt); halted at teardown.
+- ``kit`` (session): helpers (``until``, ``quiesce``, ``tally``, ``rows_with_marker``,
+  ``reconnect_after``, ``new_marker``, ``now_ms``) and the instances' settings.
+- ``remember_servers(*servers)``: their log tails go into the report of a failed test.
 """
 
 from __future__ import annotations

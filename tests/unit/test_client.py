@@ -356,7 +356,7 @@ def test_request_times_out_with_a_real_timer():
         client, transport = await connected()
         with pytest.raises(RequestTimeout):
             await client.request(
-                {"type": "items", "collection": "c", "action": "read"}, timeout=0.05
+                {"type": "items", "collection": "c", "action": "read"}, timeout=0.05, retry=False
             )
 
     run(scenario())

@@ -518,7 +518,9 @@ def test_request_reply_with_matching_uid_is_request_done_with_data():
     events = reply(proto, {"type": "items", "data": [{"id": 1}], "uid": uid}, 1)
     done = of(events, p.RequestDone)
     assert len(done) == 1 and done[0].key == key and done[0].data == [{"id": 1}]
-    assert proto.next_deadline() == 46  # only the liveness deadline (last heard at 1) is left
+    # the request's deadline is gone; what is left is the probe of a connection whose ping
+    # period is not known yet (last heard at 1)
+    assert proto.next_deadline() == 1 + p.PROBE_WHEN_UNSURE
 
 
 def test_request_is_sent_with_uid_and_its_fields():
@@ -676,7 +678,7 @@ def test_request_of_type_auth_is_completed_by_the_auth_reply_with_its_uid():
 def test_request_times_out_at_its_deadline():
     proto = make(request_timeout=5, heartbeat=False)
     open_proto(proto, 100)
-    key = proto.request(READ, now=100)
+    key = proto.request(READ, retry=False, now=100)  # (a retryable one reconnects: see below)
     uid = sent(proto.events())[0]["uid"]
     assert proto.next_deadline() == 105
     proto.tick(104.9)
@@ -699,7 +701,7 @@ def test_request_explicit_timeout_overrides_default():
 
 
 def test_next_deadline_is_the_earliest_of_liveness_and_request():
-    proto = make(request_timeout=60, heartbeat_period=30)
+    proto = make(request_timeout=60, heartbeat_period=30, probes=False)
     open_proto(proto, 0)
     proto.request(READ, now=0)
     assert proto.next_deadline() == 45
@@ -936,7 +938,7 @@ def test_socket_error_is_reported_but_does_not_change_state():
 
 
 def test_silence_for_one_and_a_half_heartbeats_closes_and_reconnects():
-    proto = make(heartbeat_period=30)
+    proto = make(heartbeat_period=30, probes=False)
     open_proto(proto, 0)
     assert proto.next_deadline() == 45
     proto.tick(44.9)
@@ -950,7 +952,7 @@ def test_silence_for_one_and_a_half_heartbeats_closes_and_reconnects():
 
 
 def test_hearing_a_ping_pushes_the_liveness_deadline():
-    proto = make(heartbeat_period=30)
+    proto = make(heartbeat_period=30, probes=False)
     open_proto(proto, 0)
     reply(proto, {"type": "ping"}, 40)
     assert proto.next_deadline() == 85
@@ -1417,3 +1419,90 @@ def test_a_token_provider_that_is_refused_fails_the_client_without_retrying():
     assert proto.failure.code == "INVALID_CREDENTIALS"
     assert of(events, p.CloseSocket)
     assert proto.next_deadline() is None
+
+
+# --- found by the fault-injection tests (tests/faults) ----------------------------------------
+
+
+def test_a_silent_connection_with_a_reply_awaited_is_probed_and_dropped_within_seconds():
+    proto = make(heartbeat_period=30)
+    open_proto(proto, 0)
+    proto.request(CREATE_WITH_ID, now=0)
+    proto.events()
+    assert proto.next_deadline() == p.PROBE_WHEN_WAITING
+    proto.tick(p.PROBE_WHEN_WAITING)
+    [ping] = sent(proto.events())
+    assert ping["type"] == "ping" and ping["uid"]
+    dead_at = p.PROBE_WHEN_WAITING + p.PONG_TIMEOUT
+    assert proto.next_deadline() == dead_at
+    proto.tick(dead_at)
+    events = proto.events()
+    assert of(events, p.CloseSocket) and proto.state == p.RECONNECTING
+    assert of(events, p.RequestFailed) == []  # the create waits to be sent again
+    assert proto.outbox() == [CREATE_WITH_ID]
+
+
+def test_a_pong_answers_the_probe_and_keeps_the_connection():
+    proto = make(heartbeat_period=30)
+    open_proto(proto, 0)
+    proto.request(CREATE_WITH_ID, now=0)
+    proto.events()
+    proto.tick(p.PROBE_WHEN_WAITING)
+    [ping] = sent(proto.events())
+    reply(proto, {"type": "pong", "uid": ping["uid"]}, 2.5)
+    proto.tick(2.5 + p.PONG_TIMEOUT)
+    assert proto.state == p.OPEN
+
+
+def test_no_probes_once_the_server_ping_period_is_known_and_nothing_is_awaited():
+    proto = make(heartbeat_period=30)
+    open_proto(proto, 0)
+    reply(proto, {"type": "ping"}, 1)
+    reply(proto, {"type": "ping"}, 3)
+    assert proto.next_deadline() == pytest.approx(3 + 1.5 * 2)  # liveness only
+
+
+def test_a_retryable_request_that_times_out_reconnects_and_is_sent_again():
+    proto = make(request_timeout=5, heartbeat=False)
+    open_proto(proto, 0)
+    proto.request(CREATE_WITH_ID, now=0)
+    first = sent(proto.events())[0]
+    proto.tick(5)
+    events = proto.events()
+    assert of(events, p.RequestFailed) == [] and proto.state == p.RECONNECTING
+    proto.tick(proto.retry_at)
+    proto.socket_opened(proto.retry_at)
+    events = proto.events() + auth_ok(proto, proto.retry_at)
+    again = [m for m in sent(events) if m.get("type") == "items"]
+    assert len(again) == 1 and again[0]["data"] == first["data"]
+    assert again[0]["uid"] != first["uid"]
+
+
+def test_subscription_events_lost_to_an_expired_token_are_recovered_by_subscribing_again():
+    proto = make(access_token=None, email="e@x", password="pw")
+    open_proto(proto, 0)
+    reply(proto, {"type": "auth", "status": "ok", "refresh_token": "R1"}, 0)
+    key = proto.subscribe("messages", event="create")
+    old_uid = sent(proto.events())[0]["uid"]
+    reply(proto, {"type": "subscription", "event": "init", "uid": old_uid}, 0.1)
+    reply(proto, error_reply("auth", "TOKEN_EXPIRED"), 5)
+    # an event emitted in the gap comes back as FORBIDDEN for the subscription's uid
+    events = reply(proto, error_reply("subscribe", "FORBIDDEN", uid=old_uid), 5.1)
+    assert of(events, p.SubscriptionEnded) == []
+    assert of(events, p.ErrorOccurred)
+    events = reply(proto, {"type": "auth", "status": "ok", "refresh_token": "R2"}, 5.2)
+    messages = sent(events)
+    assert messages[0] == {"type": "unsubscribe", "uid": old_uid}
+    assert messages[1]["type"] == "subscribe" and messages[1]["uid"] != old_uid
+    events = reply(proto, {"type": "subscription", "event": "init", "uid": messages[1]["uid"]}, 6)
+    assert [e.key for e in of(events, p.SubscriptionMessage)] == [key]
+
+
+def test_a_subscribe_error_outside_a_token_renewal_still_ends_the_subscription():
+    proto = make()
+    open_proto(proto, 0)
+    key = proto.subscribe("messages")
+    uid = sent(proto.events())[0]["uid"]
+    reply(proto, {"type": "subscription", "event": "init", "uid": uid}, 0.1)
+    events = reply(proto, error_reply("subscribe", "FORBIDDEN", uid=uid), 1)
+    assert [e.key for e in of(events, p.SubscriptionEnded)] == [key]
