@@ -64,9 +64,6 @@ console = window.console
 status = document.getElementById("status")
 messages = document.getElementById("messages")
 rows = {}  # id -> li.message, in the DOM
-TIME_FORMAT = window.Intl.DateTimeFormat.new(
-    window.navigator.language, to_js({"timeStyle": "medium"})
-)
 
 
 # ----- settings -----
@@ -172,7 +169,7 @@ def make_row(item: dict):
     when = document.createElement("time")
     if item.get("date_created"):
         when.dateTime = item["date_created"]
-        when.textContent = TIME_FORMAT.format(window.Date.new(item["date_created"]))
+        when.textContent = window.Date.new(item["date_created"]).toLocaleTimeString()
     row.append(when)
     return row
 
@@ -388,8 +385,10 @@ async def count_down(client) -> None:
 
 
 directus.on_state(on_state)
-for name, online in (("online", True), ("offline", False)):
-    window.addEventListener(name, create_proxy(lambda event, o=online: directus.set_online(o)))
+# (Handler properties, not addEventListener: MicroPython's FFI calls window's methods with the
+# wrong `this`, and the browser refuses with "Illegal invocation".)
+window.ononline = create_proxy(lambda event: directus.set_online(True))
+window.onoffline = create_proxy(lambda event: directus.set_online(False))
 
 
 async def catch_up() -> None:
