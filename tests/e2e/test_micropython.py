@@ -188,3 +188,13 @@ def test_mpy_page_says_email_sign_in_needs_the_pyodide_page(open_page, stack):
     assert probe.sockets == [], "no socket should open without a way to sign in"
     assert stack["demo_password"] not in probe.page.url
     assert json.dumps(stack["demo_password"])[1:-1] not in probe.page.content()
+
+
+def test_mpy_page_connects_with_query_parameters(open_page, stack):
+    probe = open_page("mpy query")
+    probe.goto(mpy_url(stack), url=stack["directus_url"], token=stack["token"])
+    probe.wait_ready()
+    assert stack["token"] not in probe.page.url
+    result = probe.create_item(unique("mpy with query"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
