@@ -516,3 +516,63 @@ def test_silent_stall_soon_after_connecting_is_detected(
     if stored != 1:
         problems.append(f"create_item sent into the stall is in Directus {stored} times, not once")
     assert not problems, "\n".join(problems)
+
+
+# ----- 6. the outbox survives a reload --------------------------------------------------------
+
+
+def test_a_write_queued_while_disconnected_survives_a_reload(
+    loop, stack, kit, proxied_directus, open_page, make_proxy, remember_servers
+):
+    """create_item while Directus is unreachable waits in the outbox, which is kept in
+    localStorage: reloading the page (still unreachable) loses nothing, and once the network is
+    back the write is stored exactly once and the outbox is empty."""
+    server = proxied_directus
+    remember_servers(server)
+    marker = kit.new_marker("reload")
+    text = f"{marker} queued before a reload"
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        proxy = await make_proxy(server.port)
+        page = await open_page("page A")
+        await page.open(stack["app_url"], url=proxy.url, token=stack["token"])
+        await page.wait_ready()
+        await proxy.cut()  # refuses new connections until accept_again()
+        await kit.until(lambda: _left_connected(page), 15, "the page to notice the cut")
+        await page.page.evaluate("(t) => { window.create_item(t, 'reload'); }", text)
+        seen["before"] = await page.page.evaluate(
+            "localStorage.getItem('directus-realtime:outbox')"
+        )
+        await page.page.reload()
+        await page.page.wait_for_function(
+            "document.querySelector('#status')?.dataset.state !== undefined"
+        )
+        seen["after_reload"] = await page.page.evaluate(
+            "localStorage.getItem('directus-realtime:outbox')"
+        )
+        await proxy.accept_again()
+        await page.wait_ready()
+        deadline = time.monotonic() + 20
+        rows: list = []
+        while time.monotonic() < deadline:
+            rows = await asyncio.to_thread(kit.rows_with_marker, server.url, stack["token"], marker)
+            outbox = await page.page.evaluate("localStorage.getItem('directus-realtime:outbox')")
+            if rows and outbox is None:
+                break
+            await asyncio.sleep(0.2)
+        seen["rows"] = rows
+        seen["outbox_at_end"] = await page.page.evaluate(
+            "localStorage.getItem('directus-realtime:outbox')"
+        )
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+    print(f"\n[faults] reload with a queued write: stored {len(seen['rows'])} time(s)")
+    assert seen["before"] and text in seen["before"], seen
+    assert seen["after_reload"] and text in seen["after_reload"], seen
+    assert len(seen["rows"]) == 1, seen
+    assert seen["outbox_at_end"] is None, seen
+
+
+async def _left_connected(page) -> bool:
+    return await page.state() != "connected"
