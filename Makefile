@@ -109,6 +109,9 @@ test: setup chromium
 bench: setup
 	$(PY) -m bench
 
+screenshots: setup chromium
+	$(PY) docs/screenshots.py
+
 lint: setup-pip
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

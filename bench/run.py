@@ -21,6 +21,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 import stack
 from stack import paths, serve
+from stack.browser import CHROMIUM, CHROMIUM_ARGS
 
 from . import report
 from .seed import ensure_messages
@@ -28,16 +29,6 @@ from .seed import ensure_messages
 BENCH = Path(__file__).resolve().parent
 INSTRUMENT = (BENCH / "instrument.js").read_text()
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 
 BOOT_TIMEOUT_MS = 120_000  # Pyodide on a busy 2-core machine
 HISTORY_TIMEOUT_MS = 180_000

@@ -28,16 +28,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
+from stack.browser import CHROMIUM, CHROMIUM_ARGS
 
 # Pyodide's first start takes a few seconds; a loaded machine may need much more.
 BOOT_TIMEOUT_MS = 60_000

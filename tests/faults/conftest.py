@@ -50,22 +50,13 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from stack import directus, procs
 from stack.api import DirectusAPI
+from stack.browser import CHROMIUM, CHROMIUM_ARGS
 
 HERE = Path(__file__).parent
 PORTS = range(8200, 8250)
 _reserved: set[int] = set()
 _reserve_lock = threading.Lock()
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 BOOT_TIMEOUT = 60.0  # Pyodide's start on a loaded machine
 HEARTBEAT_PERIOD = 2  # seconds (WEBSOCKETS_HEARTBEAT_PERIOD of the instances where it matters)
 TOKEN_TTL = 5  # seconds (ACCESS_TOKEN_TTL of short_ttl_directus)
