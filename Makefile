@@ -34,7 +34,7 @@ STATIC_INPUTS := $(RUNTIME_INPUTS) stack/assets.py
 fresh = sha256sum $(2) 2>/dev/null | cmp -s - $(1)
 
 .PHONY: help setup setup-pip setup-directus setup-runtime setup-static
-.PHONY: run up down status provision test chromium bench lint fmt clean distclean
+.PHONY: run up down status provision test chromium bench screenshots lint fmt clean distclean
 
 help:
 	@echo "make setup      install everything (venv, Directus, PyScript/Pyodide runtime); fast when done"
