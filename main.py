@@ -468,24 +468,21 @@ def create_item(text=None, user=None):
     disconnected it waits (in order, also across a reload) and is sent on reconnect.
     """
 
-    def executor(resolve, reject):
-        async def run():
-            try:
-                check_item(text, user)
-                item = await send_item({"id": new_id(), "text": text, "user": user})
-                resolve(to_js(item))
-            except Exception as error:
-                reject(window.Error.new(str(error)))
+    # Promise.withResolvers, not new Promise(executor): the executor's resolve and reject
+    # would be arguments of a JS call, which MicroPython's FFI does not keep valid after the
+    # call returns (seen: a rejection turning into a page error and a resolved Promise).
+    deferred = window.Promise.withResolvers()
 
-        spawn(run())
+    async def run():
+        try:
+            check_item(text, user)
+            item = await send_item({"id": new_id(), "text": text, "user": user})
+            deferred.resolve(to_js(item))
+        except Exception as error:
+            deferred.reject(window.Error.new(str(error)))
 
-    proxy = create_proxy(executor)
-    try:
-        return window.Promise.new(proxy)
-    finally:
-        destroy = getattr(proxy, "destroy", None)  # (MicroPython's proxies have none)
-        if destroy is not None:
-            destroy()
+    spawn(run())
+    return deferred.promise
 
 
 window.create_item = create_proxy(create_item)
