@@ -402,7 +402,10 @@ async def catch_up() -> None:
         query["limit"] = MAX_ROWS
         query["filter"] = {"date_created": {"_gte": newest.dataset.created}}
     try:
-        await render_many(await directus.read("messages", query=query))
+        items = await directus.read("messages", query=query)
+        if delivery["exactly_once"] is None:
+            learn_delivery(items)
+        await render_many(items)
     except Exception as error:
         console.error("Could not read the messages: " + str(error))
     document.body.dataset.history = "true"
@@ -448,17 +451,62 @@ def save_outbox(items: list) -> None:
         window.localStorage.removeItem(OUTBOX_KEY)
 
 
+# Whether Directus stores the ids the page chooses (the provisioned uuid key): then a write
+# sent again after a lost reply cannot be stored twice. A Directus that numbers messages itself
+# refuses a chosen id (FORBIDDEN): the page then sends without one and says that delivery is
+# at-least-once. None until known.
+delivery = {"exactly_once": None}
+
+
+def learn_delivery(items: list) -> None:
+    for item in items:
+        if isinstance(item.get("id"), bool):
+            continue
+        if isinstance(item.get("id"), int):
+            set_delivery(False)
+        elif isinstance(item.get("id"), str):
+            set_delivery(True)
+        return
+
+
+def set_delivery(exactly_once: bool) -> None:
+    delivery["exactly_once"] = exactly_once
+    note = document.getElementById("delivery")
+    note.dataset.guarantee = "exactly-once" if exactly_once else "at-least-once"
+    note.textContent = (
+        "Each message is stored exactly once, even when sent again after a lost reply."
+        if exactly_once
+        else "This Directus numbers messages itself, so the page cannot choose their ids: a "
+        "message sent again after a lost reply may be stored twice (at-least-once delivery)."
+    )
+    note.hidden = exactly_once
+
+
 async def send_item(data: dict) -> dict:
-    """Create ``data`` (which carries its own id) and forget it from the outbox once stored."""
+    """Create ``data`` (``id`` is the page's own key) and forget it from the outbox once stored."""
     save_outbox([d for d in saved_outbox() if d["id"] != data["id"]] + [data])
+    payload = data if delivery["exactly_once"] is not False else without_id(data)
     try:
-        item = await directus.create("messages", data, query={"fields": FIELDS})
+        try:
+            item = await directus.create("messages", payload, query={"fields": FIELDS})
+        except DirectusError as error:
+            if error.code != "FORBIDDEN" or delivery["exactly_once"] is not None:
+                raise
+            # Refused: the id (a Directus with its own numbering), or the create itself?
+            item = await directus.create("messages", without_id(data), query={"fields": FIELDS})
+            set_delivery(False)
     except DirectusError:
         # Directus said no (FORBIDDEN, invalid...): sending it again would not help.
         save_outbox([d for d in saved_outbox() if d["id"] != data["id"]])
         raise
+    if delivery["exactly_once"] is None:
+        learn_delivery([item])
     save_outbox([d for d in saved_outbox() if d["id"] != data["id"]])
     return item
+
+
+def without_id(data: dict) -> dict:
+    return {name: value for name, value in data.items() if name != "id"}
 
 
 def create_item(text=None, user=None):

@@ -179,3 +179,84 @@ def test_error_screen_when_realtime_is_off(open_page, stack):
         assert "WEBSOCKETS_ENABLED=true" in probe.page.inner_text("#problem")
     finally:
         local_directus.stop(handle)
+
+
+INTEGER_KEYS_PORT = 8251
+
+
+def test_a_directus_that_numbers_messages_itself_gets_at_least_once_said_plainly(open_page, stack):
+    """Against a `messages` with an auto-increment key, Directus refuses the page's own ids
+    (FORBIDDEN): the page sends without one, stores the message once, and says that delivery
+    is at-least-once there."""
+    from stack.api import DirectusAPI
+
+    workdir = Path(tempfile.mkdtemp(prefix="integer-keys-"))
+    handle = local_directus.start_directus(
+        INTEGER_KEYS_PORT,
+        local_directus.copy_of_main_db(workdir),
+        log_file=workdir / "directus.log",
+        app_port=stack["app_port"],
+    )
+    try:
+        admin = DirectusAPI.login(handle.url, stack["admin_email"], stack["admin_password"])
+        admin.call("DELETE", "/collections/messages")
+        admin.post(
+            "/collections",
+            {
+                "collection": "messages",
+                "schema": {},
+                "meta": {},
+                "fields": [
+                    {
+                        "field": "id",
+                        "type": "integer",
+                        "meta": {"hidden": True},
+                        "schema": {"is_primary_key": True, "has_auto_increment": True},
+                    },
+                    {"field": "text", "type": "text"},
+                    {"field": "user", "type": "string"},
+                    {
+                        "field": "date_created",
+                        "type": "timestamp",
+                        "meta": {"special": ["date-created"]},
+                    },
+                ],
+            },
+        )
+        [policy] = admin.get("/policies", **{"filter[name][_eq]": "Public Posts"})
+        for action in ("read", "create"):
+            admin.post(
+                "/permissions",
+                {
+                    "policy": policy["id"],
+                    "collection": "messages",
+                    "action": action,
+                    "fields": ["*"],
+                },
+            )
+        probe = open_page("integer keys")
+        probe.goto(stack["app_url"], url=handle.url, token=stack["token"])
+        probe.wait_ready()
+        text = marker() + " numbered by Directus"
+        result = probe.create_item(text, "Ben")
+        assert result["ok"], result
+        assert isinstance(result["value"]["id"], int)
+        probe.wait_rendered(str(result["value"]["id"]))
+        note = probe.page.locator("#delivery")
+        assert note.get_attribute("data-guarantee") == "at-least-once"
+        assert note.is_visible() and "at-least-once" in note.inner_text()
+        stored = admin.get("/items/messages", **{"filter[text][_eq]": text})
+        assert len(stored) == 1
+    finally:
+        local_directus.stop(handle)
+
+
+def test_the_provisioned_directus_is_exactly_once_and_says_nothing(open_page, stack):
+    probe = open_page("uuid keys")
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+    result = probe.create_item(marker() + " uuid key", "Ben")
+    assert result["ok"], result
+    note = probe.page.locator("#delivery")
+    assert note.get_attribute("data-guarantee") == "exactly-once"
+    assert note.is_hidden()
