@@ -516,21 +516,30 @@ def create_item(text=None, user=None):
     disconnected it waits (in order, also across a reload) and is sent on reconnect.
     """
 
+    try:
+        check_item(text, user)  # at once: bad input never reaches the outbox or the socket
+    except ValueError as error:
+        return window.Promise.reject(window.Error.new(str(error)))
     # Promise.withResolvers, not new Promise(executor): the executor's resolve and reject
     # would be arguments of a JS call, which MicroPython's FFI does not keep valid after the
     # call returns (seen: a rejection turning into a page error and a resolved Promise).
     deferred = window.Promise.withResolvers()
+    unsettled.append(deferred)  # held until settled, whatever the interpreter's GC does
 
     async def run():
         try:
-            check_item(text, user)
             item = await send_item({"id": new_id(), "text": text, "user": user})
             deferred.resolve(to_js(item))
         except Exception as error:
             deferred.reject(window.Error.new(str(error)))
+        finally:
+            unsettled.remove(deferred)
 
     spawn(run())
     return deferred.promise
+
+
+unsettled = []  # the Promises create_item returned and has not settled yet
 
 
 window.create_item = create_proxy(create_item)
