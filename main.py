@@ -64,6 +64,19 @@ console = window.console
 status = document.getElementById("status")
 messages = document.getElementById("messages")
 rows = {}  # id -> li.message, in the DOM
+js_functions = []  # every Python function handed to JS, kept alive for the page's life
+
+
+def js_function(function):
+    """A JS-callable proxy of ``function`` that lives as long as the page.
+
+    Python must hold the proxy too: MicroPython may otherwise collect it and hand its slot to
+    another object, and JS then calls the wrong function (seen under load: create_item
+    "resolving" with undefined).
+    """
+    proxy = create_proxy(function)
+    js_functions.append(proxy)
+    return proxy
 
 
 # ----- settings -----
@@ -317,7 +330,7 @@ def show_problem(kind, reason: str = "") -> None:
 # ----- the connection -----
 
 
-document.getElementById("settings-form").addEventListener("submit", create_proxy(on_settings))
+document.getElementById("settings-form").addEventListener("submit", js_function(on_settings))
 try:
     SETTINGS = await settings()  # noqa: F704 (PyScript runs main.py in a loop)
 except Exception as error:
@@ -387,8 +400,8 @@ async def count_down(client) -> None:
 directus.on_state(on_state)
 # (Handler properties, not addEventListener: MicroPython's FFI calls window's methods with the
 # wrong `this`, and the browser refuses with "Illegal invocation".)
-window.ononline = create_proxy(lambda event: directus.set_online(True))
-window.onoffline = create_proxy(lambda event: directus.set_online(False))
+window.ononline = js_function(lambda event: directus.set_online(True))
+window.onoffline = js_function(lambda event: directus.set_online(False))
 
 
 async def catch_up() -> None:
@@ -542,7 +555,7 @@ def create_item(text=None, user=None):
 unsettled = []  # the Promises create_item returned and has not settled yet
 
 
-window.create_item = create_proxy(create_item)
+window.create_item = js_function(create_item)
 
 
 def on_compose(event) -> None:
@@ -559,9 +572,9 @@ def on_compose(event) -> None:
     spawn(send_item({"id": new_id(), "text": text, "user": user}))
 
 
-document.getElementById("compose").addEventListener("submit", create_proxy(on_compose))
+document.getElementById("compose").addEventListener("submit", js_function(on_compose))
 document.getElementById("load-older").addEventListener(
-    "click", create_proxy(lambda event: spawn(load_older()))
+    "click", js_function(lambda event: spawn(load_older()))
 )
 
 

@@ -413,7 +413,11 @@ class ExtraPool:
         server = ExtraDirectus(handle)
         print(f"\nextra Directus :{port} {env} up in {time.monotonic() - t0:.1f} s", flush=True)
         if prepare is not None:
-            prepare(server, self._stack)
+            try:
+                prepare(server, self._stack)
+            except BaseException:
+                server.stop()  # a server whose preparation failed is still ours to stop
+                raise
         return server
 
     def take(self, name: str) -> ExtraDirectus:
