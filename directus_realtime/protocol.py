@@ -307,7 +307,6 @@ class RealtimeProtocol:
         self._observed_period = None  # the server's ping interval, once seen twice
         self._probe_sent = None  # when our unanswered liveness ping went out
         self._reauthenticating = False  # between TOKEN_EXPIRED and the new auth's "ok"
-        self._auth_pending = False  # an auth message is on the wire
 
     # ----- public inputs -----
 
@@ -326,7 +325,7 @@ class RealtimeProtocol:
         """Close for good: no reconnect; subscriptions end; waiting requests fail."""
         was_connected = self.state in (CONNECTING, AUTHENTICATING, OPEN)
         error = ConnectionFailed("disconnect() was called.")
-        self._drop_connection(error, retry_requests=False)
+        self._drop_connection(retry_requests=False)
         self.retry_at = None
         if was_connected:
             self._emit(CloseSocket("disconnect"))
@@ -676,7 +675,6 @@ class RealtimeProtocol:
             return
         message = {"type": "auth"}
         message.update(credentials)
-        self._auth_pending = True
         self._send(message)
 
     def _open_socket(self, now):
@@ -742,7 +740,6 @@ class RealtimeProtocol:
             self._requests_by_uid.pop(req.uid, None)
 
     def _on_auth(self, message, now):
-        self._auth_pending = False
         if message.get("status") == "ok" and message.get("refresh_token"):
             self.refresh_token = message["refresh_token"]
         req = self._requests_by_uid.get(message.get("uid"))
@@ -868,10 +865,9 @@ class RealtimeProtocol:
         self._subs_by_uid.pop(sub.uid, None)
         self._emit(SubscriptionEnded(sub.key, error))
 
-    def _drop_connection(self, error, retry_requests):
+    def _drop_connection(self, retry_requests):
         """Forget the socket: subscriptions wait for the next one, requests retry or fail."""
         self._connect_deadline = None
-        self._auth_pending = False
         self._subs_by_uid = {}
         for sub in self._subs.values():
             sub.uid = None
@@ -898,7 +894,7 @@ class RealtimeProtocol:
         self._outbox = retried + self._outbox
 
     def _connection_lost(self, now, why):
-        self._drop_connection(None, retry_requests=True)
+        self._drop_connection(retry_requests=True)
         if self.reconnect is False or self.reconnect.exhausted(self.attempt):
             if self.reconnect is False:
                 message = "The connection closed (" + why + ") and reconnect is off."
@@ -917,7 +913,7 @@ class RealtimeProtocol:
     def _fail(self, error, socket_open=True):
         """Give up until the user acts (new credentials, or connect() again)."""
         was_connected = socket_open and self.state in (CONNECTING, AUTHENTICATING, OPEN)
-        self._drop_connection(error, retry_requests=True)
+        self._drop_connection(retry_requests=True)
         if was_connected:
             self._emit(CloseSocket("failed"))
         self.failure = error
