@@ -267,6 +267,50 @@ async def test_unsubscribe_ends_iteration_and_later_creates_are_not_delivered(rt
         await asyncio.wait_for(sub.__anext__(), WAIT)
 
 
+async def test_listen_hands_each_message_to_the_callback_as_it_arrives(rt, stack):
+    """``listen(callback)``: messages reach the callback inside the socket's message handling
+    (already there when the frame has been read), in order; ``wait_closed`` ends with
+    ``unsubscribe()`` and raises after ``disconnect()``."""
+    text = rt.marker("listen")
+    query = {"fields": ["id", "text"], "filter": {"text": {"_eq": text}}}
+    listener = await connected(rt, stack)
+    sub = await listener.subscribe("messages", event="create", query=query)
+    got = []
+    sub.listen(got.append)
+    await rt.eventually(lambda: got, "the init message", client=listener)
+    assert got[0]["event"] == "init", got
+
+    writer = await connected(rt, stack)
+    created = [await writer.create("messages", rt.row(text)) for _ in range(3)]
+    await rt.eventually(lambda: len(got) == 4, "three create events", client=listener)
+    assert [rt.ids(m) for m in got[1:]] == [[c["id"]] for c in created]
+
+    closed = asyncio.ensure_future(sub.wait_closed())
+    await asyncio.sleep(0.1)
+    assert not closed.done()
+    sub.unsubscribe()
+    await asyncio.wait_for(closed, WAIT)  # returns, no error
+
+    other = await listener.subscribe("messages", event="create", query=query)
+    other.listen(lambda message: None)
+    listener.disconnect()
+    with pytest.raises(Exception):
+        await asyncio.wait_for(other.wait_closed(), WAIT)
+
+
+async def test_create_is_sent_when_called_not_when_awaited(rt, stack):
+    """Like the SDK's Promises: the frame leaves at the call; awaiting only collects the reply."""
+    text = rt.marker("eager")
+    client = await connected(rt, stack)
+    mark = client.wire.mark()
+    pending = client.create("messages", rt.row(text))
+    # no await in between: the frame went out during the call
+    sent = [m for m in client.wire.since(mark, "send") if m.get("action") == "create"]
+    assert [m["data"]["text"] for m in sent] == [text], sent
+    created = await asyncio.wait_for(pending, WAIT)
+    assert created["text"] == text
+
+
 # --- items over the socket ----------------------------------------------------------------
 
 
