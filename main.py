@@ -46,18 +46,6 @@ else:
 spawn = getattr(asyncio, "ensure_future", None) or asyncio.create_task
 
 
-def start_now(coroutine):
-    """Run ``coroutine`` at once up to its first real wait, then on as a task (an eager task).
-
-    ``create_item``'s frame then leaves before it returns, not one event-loop turn later: in
-    Pyodide a turn is a browser task, 1-2 ms measured. MicroPython has no eager tasks.
-    """
-    eager = getattr(asyncio, "eager_task_factory", None)
-    if eager is None:
-        return spawn(coroutine)
-    return eager(asyncio.get_event_loop(), coroutine)
-
-
 FIELDS = ["id", "user", "text", "date_created"]
 HISTORY = 100  # messages shown on load, and per "load older"
 MAX_ROWS = 1000  # rows kept in the DOM
@@ -539,13 +527,20 @@ def set_delivery(exactly_once: bool) -> None:
     note.hidden = exactly_once
 
 
-async def send_item(data: dict) -> dict:
-    """Create ``data`` (``id`` is the page's own key) and forget it from the outbox once stored."""
+def send_item(data: dict):
+    """Send ``data`` (``id`` is the page's own key) now; returns a coroutine of the stored item,
+    which forgets it from the outbox once stored.
+
+    On the wire first (``create()`` sends when called), then into the outbox while Directus
+    works: both before anything else can run, so a reload cannot come in between.
+    """
     payload = data if delivery["exactly_once"] is not False else without_id(data)
-    # On the wire first (create() sends when called), then into the outbox while Directus
-    # works: both happen before anything else can run, so a reload cannot come in between.
     sending = directus.create("messages", payload, query={"fields": FIELDS})
     save_outbox([d for d in saved_outbox() if d["id"] != data["id"]] + [data])
+    return stored(data, sending)
+
+
+async def stored(data: dict, sending) -> dict:
     try:
         try:
             item = await sending
@@ -578,7 +573,8 @@ def create_item(text=None, user=None):
 
     try:
         check_item(text, user)  # at once: bad input never reaches the outbox or the socket
-    except ValueError as error:
+        sending = send_item({"id": new_id(), "text": text, "user": user})  # on the wire now
+    except Exception as error:
         return window.Promise.reject(window.Error.new(str(error)))
     # Promise.withResolvers, not new Promise(executor): the executor's resolve and reject
     # would be arguments of a JS call, which MicroPython's FFI does not keep valid after the
@@ -588,14 +584,14 @@ def create_item(text=None, user=None):
 
     async def run():
         try:
-            item = await send_item({"id": new_id(), "text": text, "user": user})
+            item = await sending
             deferred.resolve(to_js(item))
         except Exception as error:
             deferred.reject(window.Error.new(str(error)))
         finally:
             unsettled.remove(deferred)
 
-    start_now(run())
+    spawn(run())
     return deferred.promise
 
 
@@ -616,7 +612,7 @@ def on_compose(event) -> None:
         return
     form.querySelector(".error").textContent = ""
     form.elements.text.value = ""
-    start_now(send_item({"id": new_id(), "text": text, "user": user}))
+    spawn(send_item({"id": new_id(), "text": text, "user": user}))
 
 
 document.getElementById("compose").addEventListener("submit", js_function(on_compose))
