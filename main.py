@@ -50,6 +50,7 @@ FIELDS = ["id", "user", "text", "date_created"]
 HISTORY = 100  # messages shown on load, and per "load older"
 MAX_ROWS = 1000  # rows kept in the DOM
 RENDER_SLICE = 100  # rows rendered per task, so a long history never blocks the page
+PAGE = 200 if MICROPYTHON else 1000  # messages per read (MicroPython parses JSON slowly)
 MAX_TEXT_LENGTH = 10_000
 OUTBOX_KEY = "directus-realtime:outbox"
 SETTINGS_KEY = "directus-realtime:settings"
@@ -438,19 +439,12 @@ window.onoffline = js_function(lambda event: directus.set_online(False))
 
 async def catch_up() -> None:
     """After every (re)subscription: read what the page has not seen, so nothing is missed."""
-    query = {"fields": FIELDS, "limit": HISTORY}
     newest = messages.lastElementChild
-    if not newest:
-        query["sort"] = ["-date_created"]  # first load: the latest messages
-    else:
-        query["sort"] = ["date_created"]  # back from a disconnect: everything since
-        query["limit"] = MAX_ROWS
-        query["filter"] = {"date_created": {"_gte": newest.dataset.created}}
     try:
-        items = await directus.read("messages", query=query)
-        if delivery["exactly_once"] is None:
-            learn_delivery(items)
-        await render_many(items)
+        if not newest:  # first load: the latest messages
+            await read_messages(HISTORY, newest_first=True)
+        else:  # back from a disconnect: everything since
+            await read_messages(MAX_ROWS, newest_first=False, bound=newest.dataset.created)
     except Exception as error:
         console.error("Could not read the messages: " + str(error))
     document.body.dataset.history = "true"
@@ -458,13 +452,40 @@ async def catch_up() -> None:
 
 async def load_older() -> None:
     oldest = messages.firstElementChild
-    query = {"fields": FIELDS, "limit": HISTORY, "sort": ["-date_created"]}
-    if oldest:
-        query["filter"] = {"date_created": {"_lt": oldest.dataset.created}}
-    items = await directus.read("messages", query=query)
-    await render_many(items)
-    if len(items) < HISTORY:
+    bound = oldest.dataset.created if oldest else None
+    if await read_messages(HISTORY, newest_first=True, bound=bound) < HISTORY:
         document.getElementById("load-older").hidden = True
+
+
+async def read_messages(wanted: int, newest_first: bool, bound=None) -> int:
+    """Read up to ``wanted`` messages not shown yet, from ``bound`` (a ``date_created``) on,
+    newest or oldest first, in pages of ``PAGE``; each page is shown as it arrives.
+
+    Pages keep every frame small (MicroPython's 1 MB heap cannot take 10,000 messages, 1.3 MB
+    of JSON, in one) and let the first rows show while older ones are still on their way.
+    Each page starts at the previous one's last ``date_created`` inclusive (two messages may
+    share it); what is shown already is skipped. Returns how many new messages were shown.
+    """
+    shown = 0
+    while shown < wanted:
+        limit = min(PAGE, wanted - shown) + (1 if bound else 0)  # the bound's row comes again
+        query = {
+            "fields": FIELDS,
+            "limit": limit,
+            "sort": ["-date_created" if newest_first else "date_created"],
+        }
+        if bound:
+            query["filter"] = {"date_created": {"_lte" if newest_first else "_gte": bound}}
+        items = await directus.read("messages", query=query)
+        if delivery["exactly_once"] is None:
+            learn_delivery(items)
+        fresh = [item for item in items if str(item.get("id")) not in rows][: wanted - shown]
+        await render_many(fresh)
+        shown += len(fresh)
+        if len(items) < limit or not fresh:
+            break
+        bound = items[-1].get("date_created")
+    return shown
 
 
 # ----- create_item, with an outbox that survives a reload -----

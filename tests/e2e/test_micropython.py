@@ -191,3 +191,28 @@ def test_mpy_page_connects_with_query_parameters(open_page, stack):
     result = probe.create_item(unique("mpy with query"), "Ben")
     assert result["ok"], result
     probe.wait_rendered(result["value"]["id"])
+
+
+def test_mpy_page_shows_a_10000_message_history(open_page, stack):
+    """10,000 messages (1.3 MB of JSON) in one read ran MicroPython's 1 MB heap out of memory;
+    the page now reads in pages, and shows them all, oldest first."""
+    from bench.seed import ensure_messages
+
+    wanted = 10_000
+    assert ensure_messages(stack, wanted, say=lambda _: None) >= wanted
+    probe = open_page("mpy page, 10k history")
+    probe.goto(mpy_url(stack) + "?history=%d" % wanted)
+    probe.page.wait_for_selector("body[data-history=true]", state="attached", timeout=120_000)
+
+    created = probe.page.evaluate(
+        "[...document.querySelectorAll('#messages > li.message')].map((r) => r.dataset.created)"
+    )
+    assert len(created) == wanted
+    assert created == sorted(created), "rows are not in date_created order"
+    ids = probe.page.evaluate(
+        "new Set([...document.querySelectorAll('#messages > li.message')].map((r) => r.dataset.id))"
+        ".size"
+    )
+    assert ids == wanted, "a message is shown twice"
+    assert probe.page_errors == []
+    assert not [t for t in probe.console_texts() if "MemoryError" in t]
