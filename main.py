@@ -10,8 +10,8 @@ The Directus URL and token come from the query string (``?url=...&token=...``), 
 local stack that ``make run`` started.
 
 The same file runs on Pyodide (index.html) and on MicroPython (mpy.html). MicroPython has no
-``uuid`` and no ``urllib``: ids come from the browser's ``crypto.randomUUID()`` there, and signing
-in with email and password (``rest.py``, over ``urllib``) is left to the Pyodide page.
+``uuid`` and no ``urllib``: ids come from the browser's ``crypto.randomUUID()`` there, and
+signing in with email and password goes over the browser's ``fetch`` instead of ``urllib``.
 """
 
 import asyncio
@@ -331,11 +331,6 @@ PROBLEMS = {
         "policy that can read messages.",
     ),
     "gave-up": ("The page stopped trying to connect", "{reason} Reload the page to try again."),
-    "login-unsupported": (
-        "Email and password sign-in needs the Pyodide page",
-        "This MicroPython build signs in with a static token only. Open Settings and enter a "
-        "token, or open index.html to sign in with email and password.",
-    ),
 }
 
 
@@ -378,16 +373,16 @@ MAX_ROWS = max(MAX_ROWS, HISTORY)
 if SETTINGS["token"]:
     directus = create_directus(SETTINGS["url"]).with_(static_token(SETTINGS["token"]))
     directus = directus.with_(realtime())
-elif MICROPYTHON:
-    show_status("error", "email and password sign-in needs the Pyodide page (index.html)")
-    show_problem("login-unsupported")
-    raise RuntimeError("Email and password sign-in is not available on MicroPython: use a token.")
 else:
-    # Email and password: log in over REST (urllib, made XHR by pyodide-http), and refresh
-    # through /auth/refresh whenever Directus says the socket's token expired.
+    # Email and password: log in over REST, and refresh through /auth/refresh whenever Directus
+    # says the socket's token expired. Over urllib (made XHR by pyodide-http) on Pyodide, over
+    # the browser's fetch on MicroPython, which has no urllib.
     from directus_realtime.rest import TokenSession
 
-    session = TokenSession(SETTINGS["url"], SETTINGS["email"], SETTINGS["password"])
+    http = None
+    if MICROPYTHON:
+        from directus_realtime.transports.browser import fetch_text as http
+    session = TokenSession(SETTINGS["url"], SETTINGS["email"], SETTINGS["password"], http=http)
     directus = create_directus(SETTINGS["url"]).with_(realtime(token_provider=session.token))
 
 

@@ -1,13 +1,16 @@
 """The few REST calls the realtime client needs: login and token refresh.
 
-Plain ``urllib``, so the same code runs in CPython and in the browser, where
-``pyodide_http.patch_all()`` (done here, once) turns ``urllib`` into XHR.
+Two ways over HTTP, one reading of the answer (``answer``):
+
+- ``rest()``: plain ``urllib``, so the same code runs in CPython and in Pyodide, where
+  ``pyodide_http.patch_all()`` (done here, once) turns ``urllib`` into XHR;
+- ``TokenSession(..., http=fetch_text)``: any ``async http(url, method, headers, body)`` that
+  returns ``(status, text)``, e.g. the browser's ``fetch`` (``transports.browser.fetch_text``)
+  on MicroPython, which has no ``urllib``.
 """
 
 import json
 import sys
-import urllib.error
-import urllib.request
 
 from .errors import DirectusError, RealtimeError
 
@@ -23,69 +26,114 @@ def _ensure_http():
     _patched = True
 
 
-def rest(url: str, method: str, path: str, body=None, token=None, timeout: float = 10.0):
-    """Call Directus's REST API; returns the ``data`` of the answer, raises ``DirectusError``."""
-    _ensure_http()
+def headers_for(body=None, token=None) -> dict:
     headers = {"Accept": "application/json"}
-    data = None
     if body is not None:
-        data = json.dumps(body).encode("utf-8")
         headers["Content-Type"] = "application/json"
     if token:
         headers["Authorization"] = "Bearer " + token
-    request = urllib.request.Request(url.rstrip("/") + path, data, headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as error:
-        raw = error.read()
+    return headers
+
+
+def answer(status: int, raw):
+    """Directus's answer: its ``data``, or ``DirectusError`` with its code and message."""
+    if status >= 400:
         try:
-            errors = json.loads(raw or b"{}").get("errors") or [{}]
+            errors = json.loads(raw or "{}").get("errors") or [{}]
         except ValueError:
             errors = [{}]
         first = errors[0]
         raise DirectusError(
-            (first.get("extensions") or {}).get("code") or "HTTP_%d" % error.code,
-            first.get("message") or "Directus answered HTTP %d." % error.code,
-        ) from None
+            (first.get("extensions") or {}).get("code") or "HTTP_%d" % status,
+            first.get("message") or "Directus answered HTTP %d." % status,
+        )
+    return json.loads(raw).get("data") if raw else None
+
+
+def rest(url: str, method: str, path: str, body=None, token=None, timeout: float = 10.0):
+    """Call Directus's REST API over ``urllib``; returns the ``data`` of the answer."""
+    import urllib.error
+    import urllib.request
+
+    _ensure_http()
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(
+        url.rstrip("/") + path, data, headers_for(body, token), method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return answer(response.status, response.read())
+    except urllib.error.HTTPError as error:
+        return answer(error.code, error.read())
     except OSError as error:
         raise RealtimeError("Could not reach Directus at " + url + ": " + str(error)) from None
-    return json.loads(raw).get("data") if raw else None
+
+
+async def rest_async(http, url: str, method: str, path: str, body=None, token=None):
+    """``rest()`` over an async ``http(url, method, headers, body) -> (status, text)``."""
+    try:
+        status, raw = await http(
+            url.rstrip("/") + path,
+            method,
+            headers_for(body, token),
+            None if body is None else json.dumps(body),
+        )
+    except Exception as error:
+        raise RealtimeError("Could not reach Directus at " + url + ": " + str(error)) from None
+    return answer(status, raw)
 
 
 def login(url: str, email: str, password: str) -> dict:
     """``POST /auth/login``: ``{access_token, refresh_token, expires}``."""
-    return rest(url, "POST", "/auth/login", {"email": email, "password": password, "mode": "json"})
+    return rest(url, "POST", "/auth/login", _login_body(email, password))
 
 
 def refresh(url: str, refresh_token: str) -> dict:
     """``POST /auth/refresh``: a new ``{access_token, refresh_token, expires}``."""
-    return rest(url, "POST", "/auth/refresh", {"refresh_token": refresh_token, "mode": "json"})
+    return rest(url, "POST", "/auth/refresh", _refresh_body(refresh_token))
+
+
+def _login_body(email, password):
+    return {"email": email, "password": password, "mode": "json"}
+
+
+def _refresh_body(refresh_token):
+    return {"refresh_token": refresh_token, "mode": "json"}
 
 
 class TokenSession:
-    """Logs in once and refreshes on demand: pass ``session.token`` as ``token_provider``."""
+    """Logs in once and refreshes on demand: pass ``session.token`` as ``token_provider``.
 
-    def __init__(self, url: str, email: str, password: str) -> None:
+    ``login()`` and ``token()`` are coroutines. Over ``urllib`` unless ``http`` is given (see
+    the module's docstring).
+    """
+
+    def __init__(self, url: str, email: str, password: str, http=None) -> None:
         self.url = url
         self._email = email
         self._password = password
+        self._http = http
         self.access_token = None
         self.refresh_token = None
 
-    def login(self) -> str:
-        self._keep(login(self.url, self._email, self._password))
+    async def login(self) -> str:
+        self._keep(await self._post("/auth/login", _login_body(self._email, self._password)))
         return self.access_token
 
-    def token(self) -> str:
+    async def token(self) -> str:
         """A fresh access token: refreshed when we have a refresh token, else a new login."""
         if self.refresh_token:
             try:
-                self._keep(refresh(self.url, self.refresh_token))
+                self._keep(await self._post("/auth/refresh", _refresh_body(self.refresh_token)))
                 return self.access_token
             except DirectusError:
                 pass  # the refresh token expired too: log in again
-        return self.login()
+        return await self.login()
+
+    async def _post(self, path: str, body: dict):
+        if self._http is None:
+            return rest(self.url, "POST", path, body)
+        return await rest_async(self._http, self.url, "POST", path, body)
 
     def _keep(self, answer: dict) -> None:
         self.access_token = answer["access_token"]

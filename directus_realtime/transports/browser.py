@@ -7,7 +7,7 @@ destroyed when the socket closes (where they can be: MicroPython's proxies have 
 """
 
 from pyscript import window
-from pyscript.ffi import create_proxy
+from pyscript.ffi import create_proxy, to_js
 
 _EVENTS = ("open", "message", "close", "error")
 
@@ -54,3 +54,13 @@ class BrowserWebSocket:
                 if destroy is not None:
                     destroy()
             self._proxies = {}
+
+
+async def fetch_text(url: str, method: str, headers: dict, body=None):
+    """The browser's ``fetch``: ``(status, text)``. ``rest.TokenSession``'s ``http`` where
+    there is no ``urllib`` (MicroPython)."""
+    init = {"method": method, "headers": headers}
+    if body is not None:
+        init["body"] = body
+    response = await window.fetch(url, to_js(init))
+    return response.status, await response.text()

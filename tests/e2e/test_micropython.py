@@ -167,7 +167,9 @@ def test_mpy_page_reconnects_after_the_socket_drops(open_page, stack):
     probe.wait_rendered(result["value"]["id"])
 
 
-def test_mpy_page_says_email_sign_in_needs_the_pyodide_page(open_page, stack):
+def test_mpy_page_signs_in_with_email_and_password(open_page, stack):
+    """No urllib on MicroPython: the sign-in goes over the browser's fetch (POST /auth/login),
+    the socket authenticates with the access token it got, and the page works."""
     probe = open_page("mpy login")
     probe.goto(
         mpy_url(stack),
@@ -175,12 +177,27 @@ def test_mpy_page_says_email_sign_in_needs_the_pyodide_page(open_page, stack):
         email=stack["demo_email"],
         password=stack["demo_password"],
     )
-    probe.page.wait_for_selector('#problem[data-kind="login-unsupported"]', timeout=60_000)
-    assert probe.page.locator("#status").get_attribute("data-state") == "error"
-    assert "Pyodide" in probe.page.locator("#problem h2").text_content()
-    assert probe.sockets == [], "no socket should open without a way to sign in"
+    probe.wait_ready()
+    assert "/auth/login" in paths(probe), paths(probe)
+    result = probe.create_item(unique("mpy signed in"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
     assert stack["demo_password"] not in probe.page.url
     assert json.dumps(stack["demo_password"])[1:-1] not in probe.page.content()
+    assert probe.page_errors == []
+
+
+def test_mpy_page_shows_the_sign_in_refusal(open_page, stack):
+    probe = open_page("mpy wrong password")
+    probe.goto(
+        mpy_url(stack),
+        url=stack["directus_url"],
+        email=stack["demo_email"],
+        password="not-" + stack["demo_password"],
+    )
+    probe.page.wait_for_selector('#problem[data-kind="auth"]', timeout=60_000)
+    assert probe.page.locator("#status").get_attribute("data-state") == "error"
+    assert "Invalid user credentials" in probe.page.locator("#problem").text_content()
 
 
 def test_mpy_page_connects_with_query_parameters(open_page, stack):

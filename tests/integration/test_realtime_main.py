@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from directus_realtime import AuthenticationError, DirectusError
+from directus_realtime.errors import ConnectionFailed
 
 pytestmark = pytest.mark.usefixtures("main_rows")
 
@@ -294,7 +295,7 @@ async def test_listen_hands_each_message_to_the_callback_as_it_arrives(rt, stack
     other = await listener.subscribe("messages", event="create", query=query)
     other.listen(lambda message: None)
     listener.disconnect()
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionFailed):
         await asyncio.wait_for(other.wait_closed(), WAIT)
 
 

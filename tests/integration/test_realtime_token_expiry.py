@@ -96,7 +96,7 @@ async def test_token_provider_refreshes_over_rest_and_keeps_the_subscription(
     rt, stack, short_ttl_directus
 ):
     session = rest.TokenSession(short_ttl_directus.url, stack["demo_email"], stack["demo_password"])
-    first_token = session.login()
+    first_token = await session.login()
     first_refresh = session.refresh_token
     client = await rt.connected(
         short_ttl_directus.url, access_token=first_token, token_provider=session.token
