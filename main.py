@@ -95,6 +95,21 @@ def js_function(function):
     return proxy
 
 
+def handed_to_js(value):
+    """Return ``value`` (a JS object) to a JS caller, holding it in Python a while longer.
+
+    MicroPython's FFI can collect the Python handle of a JS object while it is being handed
+    back to JS (its GC does not see WebAssembly locals), and JS then gets ``undefined``: seen
+    every dozen ``create_item`` calls with the machine under load, reproduced with 3 CPU hogs.
+    """
+    recently_returned.append(value)
+    del recently_returned[:-32]
+    return value
+
+
+recently_returned = []
+
+
 # ----- settings -----
 
 
@@ -456,8 +471,9 @@ async def read_messages(wanted: int, newest_first: bool, bound=None) -> int:
     """Read up to ``wanted`` messages not shown yet, from ``bound`` (a ``date_created``) on,
     newest or oldest first, in pages of ``PAGE``; each page is shown as it arrives.
 
-    Pages keep every frame small (MicroPython's 1 MB heap cannot take 10,000 messages, 1.3 MB
-    of JSON, in one) and let the first rows show while older ones are still on their way.
+    Pages keep every frame small (the MicroPython page ran out of memory on 10,000 messages,
+    1.3 MB of JSON, in one frame) and let the first rows show while older ones are on their
+    way.
     Each page starts at the previous one's last ``date_created`` inclusive (two messages may
     share it); what is shown already is skipped. Returns how many new messages were shown.
     """
@@ -591,7 +607,7 @@ def create_item(text=None, user=None):
         check_item(text, user)  # at once: bad input never reaches the outbox or the socket
         sending = send_item({"id": new_id(), "text": text, "user": user})  # on the wire now
     except Exception as error:
-        return window.Promise.reject(window.Error.new(str(error)))
+        return handed_to_js(window.Promise.reject(window.Error.new(str(error))))
     # Promise.withResolvers, not new Promise(executor): the executor's resolve and reject
     # would be arguments of a JS call, which MicroPython's FFI does not keep valid after the
     # call returns (seen: a rejection turning into a page error and a resolved Promise).
@@ -608,7 +624,7 @@ def create_item(text=None, user=None):
             unsettled.remove(deferred)
 
     spawn(run())
-    return deferred.promise
+    return handed_to_js(deferred.promise)
 
 
 unsettled = []  # the Promises create_item returned and has not settled yet
