@@ -42,7 +42,7 @@ class BrowserWebSocket:
         self._listener.socket_message(data if isinstance(data, str) else str(data))
 
     def _on_error(self, event) -> None:
-        self._listener.socket_error(ConnectionError("WebSocket error on " + self.url.split("?")[0]))
+        self._listener.socket_error(OSError("WebSocket error on " + self.url.split("?")[0]))
 
     def _on_close(self, event) -> None:
         try:
