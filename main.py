@@ -9,7 +9,7 @@ reconnect, and writes made while offline kept (even across a reload) until they 
 The Directus URL and token come from the query string (``?url=...&token=...``), else from the
 local stack that ``make run`` started.
 
-The same file runs on Pyodide (index.html) and on MicroPython (mpy.html). MicroPython has no
+The same file runs on MicroPython (index.html) and on Pyodide (pyodide.html). MicroPython has no
 ``uuid`` and no ``urllib``: ids come from the browser's ``crypto.randomUUID()`` there, and
 signing in with email and password goes over the browser's ``fetch`` instead of ``urllib``.
 """

@@ -282,7 +282,8 @@ def header(env: dict[str, Any]) -> str:
     return (
         f"Measured {when} by `make bench` ({env['seconds']:.0f} s) on {env['nproc']} × "
         f"{env['cpu']} ({load}); Chromium {env.get('chromium', '?')} headless; "
-        f"PyScript {v.get('pyscript', '?')}, Pyodide {v.get('pyodide', '?')}, "
+        f"PyScript {v.get('pyscript', '?')}, MicroPython {v.get('micropython', '?')}, "
+        f"Pyodide {v.get('pyodide', '?')}, "
         f"@directus/sdk {v.get('directus_sdk', '?')}, Directus {v.get('directus', '?')} on "
         f"SQLite ({env['messages']:,} messages), all on the loopback; {pages}. Times are "
         "`performance.now()` in the page (from navigation start); the pages alternate."
@@ -311,7 +312,8 @@ def targets(startup, latency, history) -> str:
 
 
 BREAKDOWN_PY: list[tuple[str, Callable[[Snap], float | None]]] = [
-    ("index.html received", html_received),
+    ("page HTML received", html_received),
+    ("micropython.wasm received", resource_end("micropython.wasm")),
     ("pyodide.asm.wasm received", resource_end("pyodide.asm.wasm")),
     ("python_stdlib.zip received", resource_end("python_stdlib.zip")),
     ("pyodide.asm.wasm compiled (instantiateStreaming)", wasm_compiled),
@@ -326,7 +328,7 @@ BREAKDOWN_PY: list[tuple[str, Callable[[Snap], float | None]]] = [
     ("body[data-subscribed]", mark("subscribed")),
 ]
 BREAKDOWN_JS: dict[str, Callable[[Snap], float | None]] = {
-    "index.html received": html_received,
+    "page HTML received": html_received,
     "WebSocket created": socket("created"),
     "WebSocket open": socket("open"),
     "auth ok received": socket("authOk"),
@@ -391,9 +393,9 @@ def notes(env: dict[str, Any], latency: dict[str, dict[str, Any]], errors) -> li
 # ----- README.md -----
 
 
-def write_readme(text: str, readme: Path = README, section: str = "pyodide") -> None:
+def write_readme(text: str, readme: Path = README, section: str = "micropython") -> None:
     content = readme.read_text()
-    if section != "pyodide":  # its own block, after the main one
+    if section != "micropython":  # the other build: its own block, after the page's
         start, end = f"<!-- bench-{section}:start -->", f"<!-- bench-{section}:end -->"
         block = f"{start}\n{text}\n{end}"
         if start in content and end in content:

@@ -330,7 +330,14 @@ class Runner:
 # ----- the run -----
 
 
-PAGE_FILES = ["index.html", "main.py", "pyscript.toml", "directus_realtime", "static/app.css"]
+PAGE_FILES = [
+    "index.html",
+    "main.py",
+    "mpy.toml",
+    "pyscript.toml",
+    "directus_realtime",
+    "static/app.css",
+]
 
 
 def page_version() -> dict[str, Any]:
@@ -372,17 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true", help="print only")
     parser.add_argument(
         "--page",
-        choices=["pyodide", "micropython"],
-        default="pyodide",
-        help="which build of our page to measure (index.html, or mpy.html)",
+        choices=["micropython", "pyodide"],
+        default="micropython",
+        help="which build of our page to measure: the page (index.html, MicroPython) or "
+        "pyodide.html",
     )
     parser.add_argument(
         "--from-raw", type=Path, help=f"only render the report of a saved run (e.g. {RAW_FILE})"
     )
     args = parser.parse_args(argv)
-    if args.page == "micropython":
+    if args.page == "pyodide":
         global OURS, TARGETS
-        OURS = Target("py", "MicroPython page", "mpy.html")
+        OURS = Target("py", "Pyodide page", "pyodide.html")
         TARGETS = (OURS, GUIDE)
     if args.from_raw:
         raw = json.loads(args.from_raw.read_text())
@@ -440,8 +448,8 @@ def publish(raw: dict[str, Any], args: argparse.Namespace) -> int:
     text = report.render(
         raw["startup"], raw["latency"], raw["history"], raw["env"], raw.get("errors", {}), args
     )
-    if args.page == "micropython":
-        text = text.replace("Python page", "MicroPython page (mpy.html)")
+    build = "Pyodide: pyodide.html" if args.page == "pyodide" else "MicroPython: index.html"
+    text = text.replace("Python page", f"Python page ({build})")
     print()
     print(text)
     if not args.no_readme:

@@ -29,7 +29,7 @@ PYODIDE_FILES = [
     "pyodide-lock.json",
     "package.json",
 ]
-# mpy.html's interpreter; the version is the one @pyscript/core loads from its CDN by default.
+# index.html's interpreter; the version is the one @pyscript/core loads from its CDN by default.
 MICROPYTHON_FILES = ["micropython.mjs", "micropython.wasm", "package.json"]
 PYODIDE_HTTP = "pyodide-http==0.2.2"
 PYODIDE_HTTP_WHEEL = "pyodide_http-0.2.2-py3-none-any.whl"

@@ -31,14 +31,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import paths
+from . import pages, paths
 
 ALLOWED = frozenset(
     {
         "index.html",
         "main.py",
         "pyscript.toml",
-        "mpy.html",
+        "pyodide.html",
         "mpy.toml",
         "static",
         "directus_realtime",
@@ -245,6 +245,7 @@ def make_server(
     stack_json: Path = paths.STACK_JSON,
     verbose: bool = False,
 ) -> Server:
+    pages.write_pyodide_page(root)
     handler = type(
         "BoundHandler", (Handler,), {"root": root, "stack_json": stack_json, "verbose": verbose}
     )

@@ -217,6 +217,23 @@ def open_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator:
         probe.context.close()
 
 
+# Bad arguments for create_item: every test of its input checks uses these.
+BAD_INPUTS = [
+    # (label, JS arguments of create_item, what the error message must name)
+    ("empty text", ["", "Ben"], "text"),
+    ("whitespace text", ["   ", "Ben"], "text"),
+    ("number text", [42, "Ben"], "text"),
+    ("null text", [None, "Ben"], "text"),
+    ("missing user", ["Hello without a user"], "user"),
+]
+
+
+@pytest.fixture
+def bad_inputs() -> list:
+    """(label, JS arguments of create_item, what the error message must name)."""
+    return BAD_INPUTS
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield

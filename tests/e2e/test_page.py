@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 
@@ -254,23 +256,13 @@ def test_no_request_leaves_localhost(open_page, stack):
             return urllib.parse.urlsplit(url[len("blob:") :]).hostname
         return parts.hostname
 
-    assert any(urllib.parse.urlsplit(u).path.endswith("pyodide.asm.wasm") for u in urls)
+    assert any(urllib.parse.urlsplit(u).path.endswith("micropython.wasm") for u in urls)
     assert probe.sockets, "no WebSocket seen"
     foreign = [u for u in urls if host(u) not in LOCAL_HOSTS]
     assert foreign == [], f"requests left localhost: {foreign}"
 
 
 # ----- 7. create_item refuses bad input and sends nothing -----
-
-
-BAD_INPUTS = [
-    # (label, JS arguments of create_item, what the error message must name)
-    ("empty text", ["", "Ben"], "text"),
-    ("whitespace text", ["   ", "Ben"], "text"),
-    ("number text", [42, "Ben"], "text"),
-    ("null text", [None, "Ben"], "text"),
-    ("missing user", ["Hello without a user"], "user"),
-]
 
 
 def is_bookkeeping(frame) -> bool:
@@ -284,13 +276,13 @@ def is_bookkeeping(frame) -> bool:
     return message.get("type") == "items" and message.get("action") == "read"
 
 
-def test_create_item_rejects_bad_input_without_sending(open_page, stack):
+def test_create_item_rejects_bad_input_without_sending(open_page, stack, bad_inputs):
     probe = ready_page(open_page, stack)
     record = probe.sockets[-1]
     sent_before = len(record.sent)
 
     problems = []
-    for label, args, word in BAD_INPUTS:
+    for label, args, word in bad_inputs:
         result = probe.create_item(*args)
         if result["ok"]:
             problems.append(f"{label}: create_item{tuple(args)!r} resolved: {result}")
@@ -312,6 +304,31 @@ def test_create_item_rejects_bad_input_without_sending(open_page, stack):
     since = [frame for frame in record.sent[sent_before:] if not is_bookkeeping(frame)]
     assert len(since) == 1, f"frames sent since the bad calls: {since}"
     assert json.loads(since[0])["data"]["text"] == good_text
+
+
+# A busy loop that ends by itself.
+BUSY = "import time\nend = time.monotonic() + 90\nwhile time.monotonic() < end: pass\n"
+
+
+def test_create_item_answers_every_call_under_cpu_load(open_page, stack, bad_inputs):
+    """MicroPython's FFI could collect the handle of the Promise that create_item returns while
+    it was being handed to JS: with the machine busy, about one call in 13 got ``undefined``
+    (and its rejection surfaced as a page error). Three busy processes make the load; every
+    call of 10 rounds (5 bad inputs and 1 good) on one page must get its answer."""
+    probe = ready_page(open_page, stack, "under load")
+    hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(3)]
+    try:
+        for n in range(10):
+            for label, args, _ in bad_inputs:
+                result = probe.create_item(*args)
+                assert not result["ok"] and result["isError"], (n, label, result)
+            result = probe.create_item(unique(f"under load {n}"), "Ben")
+            assert result["ok"] and (result["value"] or {}).get("id"), (n, result)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert probe.page_errors == []
 
 
 # ----- 9. a refused token -----

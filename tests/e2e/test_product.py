@@ -260,3 +260,28 @@ def test_the_provisioned_directus_is_exactly_once_and_says_nothing(open_page, st
     note = probe.page.locator("#delivery")
     assert note.get_attribute("data-guarantee") == "exactly-once"
     assert note.is_hidden()
+
+
+def test_a_10000_message_history_is_shown_in_full(open_page, stack):
+    """10,000 messages (1.3 MB of JSON) in one read ran the MicroPython page out of memory
+    (MemoryError); the page now reads in pages, and shows them all, oldest first."""
+    from bench.seed import ensure_messages
+
+    wanted = 10_000
+    assert ensure_messages(stack, wanted, say=lambda _: None) >= wanted
+    probe = open_page("10k history")
+    probe.goto(stack["app_url"] + "?history=%d" % wanted)
+    probe.page.wait_for_selector("body[data-history=true]", state="attached", timeout=120_000)
+
+    created = probe.page.evaluate(
+        "[...document.querySelectorAll('#messages > li.message')].map((r) => r.dataset.created)"
+    )
+    assert len(created) == wanted
+    assert created == sorted(created), "rows are not in date_created order"
+    ids = probe.page.evaluate(
+        "new Set([...document.querySelectorAll('#messages > li.message')].map((r) => r.dataset.id))"
+        ".size"
+    )
+    assert ids == wanted, "a message is shown twice"
+    assert probe.page_errors == []
+    assert not [t for t in probe.console_texts() if "MemoryError" in t]

@@ -1,0 +1,53 @@
+"""pyodide.html: index.html on Pyodide instead of MicroPython, written by the page server.
+
+index.html is the page (MicroPython: it boots in a fraction of a second). The Pyodide build is
+the same markup with Pyodide's runtime files preloaded and ``<script type="py">`` with
+pyscript.toml; writing it from index.html at every server start keeps one copy of the markup.
+The file is git-ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+START, END = "<!-- interpreter:start -->", "<!-- interpreter:end -->"
+MICROPYTHON_SCRIPT = '<script type="mpy" src="./main.py" config="./mpy.toml"></script>'
+PYODIDE_SCRIPT = '<script type="py" src="./main.py" config="./pyscript.toml"></script>'
+PYODIDE_PRELOADS = [
+    '<link rel="modulepreload" href="./static/runtime/pyodide/pyodide.mjs">',
+    '<link rel="preload" href="./static/runtime/pyodide/pyodide.asm.wasm" as="fetch" '
+    'type="application/wasm" crossorigin>',
+    '<link rel="preload" href="./static/runtime/pyodide/python_stdlib.zip" as="fetch" crossorigin>',
+]
+
+
+def pyodide_page(index_html: str) -> str:
+    """index.html's text, turned into the Pyodide build's."""
+    if (
+        index_html.count(MICROPYTHON_SCRIPT) != 1
+        or START not in index_html
+        or END not in index_html
+    ):
+        raise ValueError("index.html lacks the interpreter markers or the mpy script tag")
+    head, rest = index_html.split(START, 1)
+    _, tail = rest.split(END, 1)
+    indent = head[head.rfind("\n") + 1 :]
+    preloads = ("\n" + indent).join([START, *PYODIDE_PRELOADS, END])
+    page = head + preloads + tail
+    page = page.replace(
+        "<title>Directus realtime, in Python</title>",
+        "<title>Directus realtime, in Python (Pyodide)</title>",
+    )
+    return page.replace(MICROPYTHON_SCRIPT, PYODIDE_SCRIPT)
+
+
+def write_pyodide_page(root: Path) -> Path | None:
+    """Write root/pyodide.html from root/index.html (only when it changes)."""
+    index = root / "index.html"
+    if not index.is_file():
+        return None
+    target = root / "pyodide.html"
+    text = pyodide_page(index.read_text())
+    if not target.is_file() or target.read_text() != text:
+        target.write_text(text)
+    return target

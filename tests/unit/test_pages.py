@@ -1,0 +1,41 @@
+"""pyodide.html is written from index.html: the same markup, Pyodide's runtime instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from stack import paths
+from stack.pages import MICROPYTHON_SCRIPT, PYODIDE_SCRIPT, pyodide_page, write_pyodide_page
+
+INDEX = (paths.ROOT / "index.html").read_text()
+
+
+def body(html: str) -> str:
+    return html.split("<body>", 1)[1]
+
+
+def test_the_pyodide_page_is_index_html_on_pyodide():
+    page = pyodide_page(INDEX)
+    assert PYODIDE_SCRIPT in page and MICROPYTHON_SCRIPT not in page
+    assert "micropython" not in page
+    assert "./static/runtime/pyodide/pyodide.asm.wasm" in page
+    assert "./static/runtime/pyodide/python_stdlib.zip" in page
+    assert body(page) == body(INDEX).replace(MICROPYTHON_SCRIPT, PYODIDE_SCRIPT)
+
+
+def test_index_html_without_its_markers_is_refused():
+    with pytest.raises(ValueError):
+        pyodide_page(INDEX.replace("<!-- interpreter:start -->", ""))
+    with pytest.raises(ValueError):
+        pyodide_page(INDEX.replace(MICROPYTHON_SCRIPT, ""))
+
+
+def test_write_pyodide_page_writes_once_and_follows_index(tmp_path):
+    (tmp_path / "index.html").write_text(INDEX)
+    target = write_pyodide_page(tmp_path)
+    assert target.read_text() == pyodide_page(INDEX)
+    changed = INDEX.replace("<h1>Messages</h1>", "<h1>Chat</h1>")
+    (tmp_path / "index.html").write_text(changed)
+    write_pyodide_page(tmp_path)
+    assert "<h1>Chat</h1>" in target.read_text()
+    assert write_pyodide_page(tmp_path / "nowhere") is None
