@@ -6,8 +6,8 @@
 //   marks.replaceState                  first history.replaceState (main.py, after its imports)
 //   longtasks[]                         [startTime, duration] of every long task (> 50 ms)
 //   stalls[]                            [from, duration]: a 16 ms timer fired over 50 ms late
-//   sockets[]                           per WebSocket: created, open, authOk, init, big (a
-//                                       frame > 100 kB arrived: the 10k-history read reply)
+//   sockets[]                           per WebSocket: created, open, authOk, init, big (the
+//                                       first frame > 20 kB: the first page of a history read)
 //   wasm[]                              WebAssembly compile/instantiate calls: [name, start, end]
 // and keeps every WebAssembly.Memory it can see (created in JS or exported by an instance), so
 // that the bench can read the wasm heap's size. Nothing the pages do is changed.
@@ -91,7 +91,7 @@
             ws.addEventListener('message', (event) => {
                 const data = event.data;
                 if (typeof data !== 'string') return;
-                if (data.length > 100000) {
+                if (data.length > 20000) {
                     if (rec.big === null) { rec.big = now(); rec.bigBytes = data.length; }
                     return;
                 }
