@@ -51,6 +51,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from stack import directus, procs
 from stack.api import DirectusAPI
 from stack.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.pools import InstancePool, instance_fixture, running_pool
 
 HERE = Path(__file__).parent
 PORTS = range(8200, 8250)
@@ -411,70 +412,38 @@ EXTRA: dict[str, dict[str, str]] = {
 }
 
 
-class DirectusPool:
-    """Starts the instances the collected tests need, all at once in the background."""
-
-    def __init__(self, stack: dict[str, Any], tmp: pytest.TempPathFactory) -> None:
-        self._stack = stack
-        self._tmp = tmp
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=len(EXTRA))
-        self._futures: dict[str, concurrent.futures.Future[FaultDirectus]] = {}
-        self._servers: list[FaultDirectus] = []
-        self._lock = threading.Lock()
-
-    def start(self, name: str) -> None:
-        if name not in self._futures:
-            self._futures[name] = self._executor.submit(self._start, name)
-
-    def _start(self, name: str) -> FaultDirectus:
-        server = FaultDirectus(name, EXTRA[name], self._stack, self._tmp.mktemp(name))
-        with self._lock:
-            self._servers.append(server)  # stopped at the end even when the start fails
-        seconds = server.start()
-        print(f"\n[faults] {name} :{server.port} {server.env} up in {seconds:.1f} s", flush=True)
-        return server
-
-    def take(self, name: str) -> FaultDirectus:
-        self.start(name)
-        return self._futures[name].result(timeout=240)
-
-    def release(self, name: str) -> None:
-        future = self._futures.get(name)
-        if future is not None and future.done() and future.exception() is None:
-            future.result().stop()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-        with self._lock:
-            for server in self._servers:
+def _plan_fault(stack: dict[str, Any], tmp: pytest.TempPathFactory) -> Callable[..., Any]:
+    def plan(name: str) -> Callable[[], FaultDirectus]:
+        def start() -> FaultDirectus:
+            server = FaultDirectus(name, EXTRA[name], stack, tmp.mktemp(name))
+            try:
+                seconds = server.start()
+            except BaseException:
                 with contextlib.suppress(Exception):
-                    server.stop()
+                    server.stop()  # a server whose start failed is still ours to stop
+                raise
+            print(
+                f"\n[faults] {name} :{server.port} {server.env} up in {seconds:.1f} s", flush=True
+            )
+            return server
+
+        return start
+
+    return plan
 
 
 @pytest.fixture(scope="session")
 def directus_pool(
     request: pytest.FixtureRequest, stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DirectusPool]:
-    pool = DirectusPool(stack, tmp_path_factory)
-    needed = {name for item in request.session.items for name in item.fixturenames} & set(EXTRA)
-    for name in sorted(needed):
-        pool.start(name)
-    try:
-        yield pool
-    finally:
-        pool.close()
+) -> Iterator[InstancePool[FaultDirectus]]:
+    pool = InstancePool(_plan_fault(stack, tmp_path_factory), len(EXTRA))
+    yield from running_pool(request, pool, EXTRA)
 
 
 def _extra_fixture(name: str) -> Any:
-    @pytest.fixture(scope="module", name=name)
-    def fixture(directus_pool: DirectusPool) -> Iterator[FaultDirectus]:
-        try:
-            yield directus_pool.take(name)
-        finally:
-            directus_pool.release(name)
-
-    fixture.__doc__ = f"A Directus with {EXTRA[name]} on a copy of the main database."
-    return fixture
+    return instance_fixture(
+        name, "directus_pool", f"A Directus with {EXTRA[name]} on a copy of the main database."
+    )
 
 
 crash_directus = _extra_fixture("crash_directus")

@@ -19,12 +19,10 @@ The folder is not a package, so helpers reach the tests as fixtures:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +31,7 @@ from directus_realtime import RealtimeClient
 from directus_realtime.transports.cpython import WebsocketsSocket
 from stack import directus, procs
 from stack.api import DirectusAPI
+from tests.pools import InstancePool, instance_fixture, needed, running_pool
 
 TEST_USER = "pytest-realtime"  # the `user` of every row these tests create
 WAIT = 15.0  # the bound of every wait for something Directus should do promptly
@@ -388,85 +387,50 @@ EXTRA: dict[str, tuple[dict[str, str], Callable[..., None] | None]] = {
 }
 
 
-class ExtraPool:
-    """Starts the extra instances the collected tests need, all at once in the background
-    (starting one takes about 10 s), so that they are ready when their module comes."""
-
-    def __init__(self, stack: dict[str, Any], tmp: pytest.TempPathFactory) -> None:
-        self._stack = stack
-        self._tmp = tmp
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=len(EXTRA))
-        self._futures: dict[str, concurrent.futures.Future[ExtraDirectus]] = {}
-
-    def start(self, name: str) -> None:
-        if name in self._futures:
-            return
+def _plan_extra(stack: dict[str, Any], tmp: pytest.TempPathFactory) -> Callable[..., Any]:
+    def plan(name: str) -> Callable[[], ExtraDirectus]:
         env, prepare = EXTRA[name]
-        tmp_dir = self._tmp.mktemp(name)
+        tmp_dir = tmp.mktemp(name)
         port = reserve_port()  # here, not in the thread: reservations are not thread-safe
-        self._futures[name] = self._executor.submit(self._start, port, tmp_dir, env, prepare)
 
-    def _start(self, port: int, tmp_dir: Path, env: dict, prepare: Any) -> ExtraDirectus:
-        db = directus.copy_of_main_db(tmp_dir)
-        t0 = time.monotonic()
-        handle = directus.start_directus(port, db, env, log_file=tmp_dir / "directus.log")
-        server = ExtraDirectus(handle)
-        print(f"\nextra Directus :{port} {env} up in {time.monotonic() - t0:.1f} s", flush=True)
-        if prepare is not None:
-            try:
-                prepare(server, self._stack)
-            except BaseException:
-                server.stop()  # a server whose preparation failed is still ours to stop
-                raise
-        return server
+        def start() -> ExtraDirectus:
+            db = directus.copy_of_main_db(tmp_dir)
+            t0 = time.monotonic()
+            handle = directus.start_directus(port, db, env, log_file=tmp_dir / "directus.log")
+            server = ExtraDirectus(handle)
+            print(f"\nextra Directus :{port} {env} up in {time.monotonic() - t0:.1f} s", flush=True)
+            if prepare is not None:
+                try:
+                    prepare(server, stack)
+                except BaseException:
+                    server.stop()  # a server whose preparation failed is still ours to stop
+                    raise
+            return server
 
-    def take(self, name: str) -> ExtraDirectus:
-        self.start(name)
-        return self._futures[name].result(timeout=240)
+        return start
 
-    def release(self, name: str) -> None:
-        future = self._futures.get(name)
-        if future is not None and future.done() and future.exception() is None:
-            future.result().stop()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)  # a start under way finishes, then it is stopped
-        for name in self._futures:
-            self.release(name)
+    return plan
 
 
 @pytest.fixture(scope="session")
 def extra_pool(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ExtraPool]:
-    pool = ExtraPool(request.getfixturevalue("stack"), tmp_path_factory)
-    needed = {name for item in request.session.items for name in item.fixturenames} & set(EXTRA)
-    for name in sorted(needed):
-        pool.start(name)
-    try:
-        yield pool
-    finally:
-        pool.close()
+) -> Iterator[InstancePool[ExtraDirectus]]:
+    plan = _plan_extra(request.getfixturevalue("stack"), tmp_path_factory)
+    yield from running_pool(request, InstancePool(plan, len(EXTRA)), EXTRA)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _start_extra_instances_early(request: pytest.FixtureRequest) -> None:
     """When the session has tests needing extra instances, start them now, in the background."""
-    names = {name for item in request.session.items for name in item.fixturenames}
-    if names & set(EXTRA):
+    if needed(request, EXTRA):
         request.getfixturevalue("extra_pool")
 
 
 def _extra_fixture(name: str) -> Any:
-    @pytest.fixture(scope="module", name=name)
-    def fixture(extra_pool: ExtraPool) -> Iterator[ExtraDirectus]:
-        try:
-            yield extra_pool.take(name)
-        finally:
-            extra_pool.release(name)  # stopped when its module is done
-
-    fixture.__doc__ = f"A Directus with {EXTRA[name][0]} on a copy of the main database."
-    return fixture
+    return instance_fixture(
+        name, "extra_pool", f"A Directus with {EXTRA[name][0]} on a copy of the main database."
+    )
 
 
 public_directus = _extra_fixture("public_directus")

@@ -1,0 +1,78 @@
+"""Extra Directus instances for a test session (tests/integration and tests/faults).
+
+Starting one takes about 10 s, so a pool starts every instance the collected tests need at
+once, in the background, and each is ready when its module comes; a module-scoped fixture hands
+it over and stops it when the module is done.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+class InstancePool(Generic[T]):
+    """``plan(name)`` runs in the caller's thread (for what is not thread-safe, e.g. reserving
+    a port) and returns what starts the instance in a worker thread. That must stop the instance
+    itself when its start fails; every instance has ``stop()``."""
+
+    def __init__(self, plan: Callable[[str], Callable[[], T]], size: int) -> None:
+        self._plan = plan
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, size))
+        self._futures: dict[str, concurrent.futures.Future[T]] = {}
+
+    def start(self, name: str) -> None:
+        if name not in self._futures:
+            self._futures[name] = self._executor.submit(self._plan(name))
+
+    def take(self, name: str) -> T:
+        self.start(name)
+        return self._futures[name].result(timeout=240)
+
+    def release(self, name: str) -> None:
+        future = self._futures.get(name)
+        if future is not None and future.done() and future.exception() is None:
+            future.result().stop()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)  # a start under way finishes, then it is stopped
+        for name in self._futures:
+            self.release(name)
+
+
+def needed(request: pytest.FixtureRequest, names: Iterable[str]) -> set[str]:
+    """Which of ``names`` the tests of this session use as fixtures."""
+    used = {name for item in request.session.items for name in item.fixturenames}
+    return used & set(names)
+
+
+def running_pool(
+    request: pytest.FixtureRequest, pool: InstancePool[Any], names: Iterable[str]
+) -> Iterator[InstancePool[Any]]:
+    """The body of a session fixture: start what the session needs, stop it all at the end."""
+    for name in sorted(needed(request, names)):
+        pool.start(name)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def instance_fixture(name: str, pool_fixture: str, doc: str) -> Any:
+    """A module-scoped fixture ``name``: the instance from the pool, stopped after the module."""
+
+    @pytest.fixture(scope="module", name=name)
+    def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
+        pool = request.getfixturevalue(pool_fixture)
+        try:
+            yield pool.take(name)
+        finally:
+            pool.release(name)
+
+    fixture.__doc__ = doc
+    return fixture
