@@ -297,6 +297,67 @@ def test_subscription_iterator_raises_connection_failed_on_disconnect():
     run(scenario())
 
 
+def test_listen_hands_messages_over_inside_the_socket_event_and_queued_ones_first():
+    async def scenario():
+        client, transport = await connected()
+        sub = await client.subscribe("messages", event="create")
+        uid = transport.current.last("subscribe")["uid"]
+        transport.current.message({"type": "subscription", "event": "init", "uid": uid})
+        got = []
+        sub.listen(got.append)
+        assert [m["event"] for m in got] == ["init"]  # what was queued, at once
+        event = {"type": "subscription", "event": "create", "data": [{"id": 1}], "uid": uid}
+        transport.current.message(event)
+        assert got[-1] == event  # no await in between: delivered inside the message event
+        sub.unsubscribe()
+        with pytest.raises(StopAsyncIteration):  # and nothing was queued for async for
+            await asyncio.wait_for(sub.__anext__(), 1)
+
+    run(scenario())
+
+
+def test_a_raising_listen_callback_does_not_end_the_subscription(capsys):
+    async def scenario():
+        client, transport = await connected()
+        sub = await client.subscribe("messages")
+        uid = transport.current.last("subscribe")["uid"]
+        calls = []
+
+        def callback(message):
+            calls.append(message["event"])
+            raise RuntimeError("broken callback")
+
+        sub.listen(callback)
+        for event in ("init", "create"):
+            transport.current.message({"type": "subscription", "event": event, "uid": uid})
+        assert calls == ["init", "create"]
+        assert client.is_connected
+        assert "broken callback" in capsys.readouterr().out
+
+    run(scenario())
+
+
+def test_wait_closed_returns_on_unsubscribe_and_raises_on_disconnect():
+    async def scenario():
+        client, transport = await connected()
+        sub = await client.subscribe("messages")
+        sub.listen(lambda message: None)
+        waiting = asyncio.ensure_future(sub.wait_closed())
+        await settle()
+        assert not waiting.done()
+        sub.unsubscribe()
+        assert await asyncio.wait_for(waiting, 1) is None
+
+        other = await client.subscribe("messages")
+        waiting = asyncio.ensure_future(other.wait_closed())
+        await settle()
+        client.disconnect()
+        with pytest.raises(ConnectionFailed):
+            await asyncio.wait_for(waiting, 1)
+
+    run(scenario())
+
+
 # --- requests ---------------------------------------------------------------------------------
 
 
@@ -304,8 +365,7 @@ def test_create_resolves_with_reply_data():
     async def scenario():
         client, transport = await connected()
         task = asyncio.ensure_future(client.create("messages", {"text": "hi"}))
-        await settle()
-        sent = transport.current.last("items")
+        sent = transport.current.last("items")  # sent by the call itself, before any await
         assert sent["action"] == "create" and sent["collection"] == "messages"
         assert sent["data"] == {"text": "hi"} and "query" not in sent
         transport.current.message(
