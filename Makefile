@@ -37,7 +37,7 @@ fresh = sha256sum $(2) 2>/dev/null | cmp -s - $(1)
 .PHONY: run up down status provision test chromium bench screenshots lint fmt clean distclean
 
 help:
-	@echo "make setup      install everything (venv, Directus, PyScript/Pyodide runtime); fast when done"
+	@echo "make setup      install everything (venv, Directus, PyScript with MicroPython and Pyodide); fast when done"
 	@echo "make run        run Directus + the page server in the foreground (Ctrl-C stops both)"
 	@echo "make up|down    start|stop them in the background (pids and logs in var/)"
 	@echo "make status     what runs"

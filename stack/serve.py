@@ -1,6 +1,8 @@
 """The static page server: 127.0.0.1:APP_PORT, the page files of the repository and nothing else.
 
-- ``/`` is index.html; other paths map to files under the repository root, but only below the
+- ``/`` is index.html (the page, on MicroPython); ``/pyodide.html`` is the same page on Pyodide,
+  written from index.html when the server starts (stack/pages.py). Other paths map to files
+  under the repository root, but only below the
   top-level names in ALLOWED (deny by default: no var/, .venv/, stack/, .git/, tests/ ...), and
   never dot-files or __pycache__.
 - ``/local-stack.json`` answers ``{"directus_url", "token"}`` of the local stack (the demo
@@ -8,7 +10,7 @@
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
 - Every answer carries a Content-Security-Policy: scripts only from this server (plus
-  ``'wasm-unsafe-eval'`` for Pyodide's WebAssembly and ``'unsafe-eval'``, without which
+  ``'wasm-unsafe-eval'`` for the interpreters' WebAssembly and ``'unsafe-eval'``, without which
   PyScript's core does not start: it evaluates strings), connections only to
   this server and to Directus on the loopback (any port: the local stack and the test
   instances). ``APP_CONNECT_SRC`` (environment) adds origins, e.g. ``https://x.directus.app
