@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show what runs (exit 0 when both servers answer)")
     sub.add_parser("provision", help="(re)provision the running Directus; idempotent")
     sub.add_parser("serve", help="only the page server (used by `up`)", add_help=False)
-    sub.add_parser("install-runtime", help="copy PyScript/MicroPython/Pyodide/SDK into static/runtime/")
+    sub.add_parser(
+        "install-runtime", help="copy PyScript/MicroPython/Pyodide/SDK into static/runtime/"
+    )
     args, rest = parser.parse_known_args(argv)
 
     if args.cmd == "serve":
