@@ -18,6 +18,8 @@ PYODIDE_PRELOADS = [
     '<link rel="preload" href="./static/runtime/pyodide/pyodide.asm.wasm" as="fetch" '
     'type="application/wasm" crossorigin>',
     '<link rel="preload" href="./static/runtime/pyodide/python_stdlib.zip" as="fetch" crossorigin>',
+    '<link rel="preload" href="./static/runtime/wheels/pyodide_http-0.2.2-py3-none-any.whl" '
+    'as="fetch" crossorigin>',
 ]
 
 

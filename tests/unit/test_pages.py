@@ -39,3 +39,26 @@ def test_write_pyodide_page_writes_once_and_follows_index(tmp_path):
     write_pyodide_page(tmp_path)
     assert "<h1>Chat</h1>" in target.read_text()
     assert write_pyodide_page(tmp_path / "nowhere") is None
+
+
+def preloaded(html: str) -> set[str]:
+    import re
+
+    return set(re.findall(r'<link rel="preload" href="([^"]+)" as="fetch"', html))
+
+
+def test_the_page_preloads_every_file_python_reads_and_nothing_else():
+    """PyScript fetches [files] and main.py only once the interpreter is up; the MicroPython
+    page asks for them at once instead (measured: about 15-20 ms sooner subscribed on a warm
+    cache). Pyodide takes seconds to start: its build preloads only its runtime and wheel."""
+    import tomllib
+
+    files = set(tomllib.loads((paths.ROOT / "mpy.toml").read_text())["files"])
+    runtime = {f for f in preloaded(INDEX) if f.startswith("./static/runtime/")}
+    assert preloaded(INDEX) - runtime == {"./main.py"} | files
+    assert all("/runtime/micropython/" in f for f in runtime)
+
+    pyodide_files = set(tomllib.loads((paths.ROOT / "pyscript.toml").read_text())["files"])
+    wheels = {f for f in pyodide_files if f.endswith(".whl")}
+    assert wheels and wheels <= preloaded(pyodide_page(INDEX))
+    assert all("/runtime/pyodide/" in f or f in wheels for f in preloaded(pyodide_page(INDEX)))
