@@ -96,11 +96,12 @@ def js_function(function):
 
 
 def handed_to_js(value):
-    """Return ``value`` (a JS object) to a JS caller, holding it in Python a while longer.
+    """Hand ``value`` (a JS object) to JS, returned or as an argument, holding it in Python a
+    while longer.
 
     MicroPython's FFI can collect the Python handle of a JS object while it is being handed
-    back to JS (its GC does not see WebAssembly locals), and JS then gets ``undefined``: seen
-    every dozen ``create_item`` calls with the machine under load, reproduced with 3 CPU hogs.
+    over (its GC does not see WebAssembly locals), and JS then gets ``undefined``: seen every
+    dozen ``create_item`` calls with the machine under load, reproduced with 3 CPU hogs.
     """
     recently_returned.append(value)
     del recently_returned[:-32]
@@ -617,9 +618,9 @@ def create_item(text=None, user=None):
     async def run():
         try:
             item = await sending
-            deferred.resolve(to_js(item))
+            deferred.resolve(handed_to_js(to_js(item)))
         except Exception as error:
-            deferred.reject(window.Error.new(str(error)))
+            deferred.reject(handed_to_js(window.Error.new(str(error))))
         finally:
             unsettled.remove(deferred)
 
