@@ -50,9 +50,10 @@ def rest_create(stack: dict, item: dict) -> dict:
         return json.loads(response.read())["data"]
 
 
-def ready_page(open_page, stack: dict, name: str = "page", **kwargs):
+def ready_page(open_page, stack: dict, name: str = "page", path: str = "", **kwargs):
+    """The page (or, with ``path="pyodide.html"``, its Pyodide build), connected."""
     probe = open_page(name, **kwargs)
-    probe.goto(stack["app_url"])
+    probe.goto(stack["app_url"] + path)
     probe.wait_ready()
     return probe
 
@@ -145,8 +146,10 @@ def test_item_created_over_rest_appears(open_page, stack):
 # ----- 4. text is text, never HTML -----
 
 
-def test_html_in_a_message_is_shown_as_text(open_page, stack):
-    writer = ready_page(open_page, stack, "writer")
+@pytest.mark.parametrize("writer_path", ["", "pyodide.html"], ids=["micropython", "pyodide"])
+def test_html_in_a_message_is_shown_as_text(open_page, stack, writer_path):
+    """Written by either build, read by the page."""
+    writer = ready_page(open_page, stack, "writer", path=writer_path)
     reader = ready_page(open_page, stack, "reader")
 
     result = writer.create_item(XSS_TEXT, "<b>Mallory</b>")
