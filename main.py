@@ -87,10 +87,14 @@ def js_function(function):
     """A JS-callable proxy of ``function`` that lives as long as the page.
 
     Python must hold the proxy too: MicroPython may otherwise collect it and hand its slot to
-    another object, and JS then calls the wrong function (seen under load: create_item
-    "resolving" with undefined).
+    another object, and JS then calls the wrong function. What the function returns is held a
+    while as well (``handed_to_js``).
     """
-    proxy = create_proxy(function)
+
+    def call(*args):
+        return handed_to_js(function(*args))
+
+    proxy = create_proxy(call)
     js_functions.append(proxy)
     return proxy
 
@@ -608,7 +612,7 @@ def create_item(text=None, user=None):
         check_item(text, user)  # at once: bad input never reaches the outbox or the socket
         sending = send_item({"id": new_id(), "text": text, "user": user})  # on the wire now
     except Exception as error:
-        return handed_to_js(window.Promise.reject(window.Error.new(str(error))))
+        return window.Promise.reject(window.Error.new(str(error)))
     # Promise.withResolvers, not new Promise(executor): the executor's resolve and reject
     # would be arguments of a JS call, which MicroPython's FFI does not keep valid after the
     # call returns (seen: a rejection turning into a page error and a resolved Promise).
@@ -625,7 +629,7 @@ def create_item(text=None, user=None):
             unsettled.remove(deferred)
 
     spawn(run())
-    return handed_to_js(deferred.promise)
+    return deferred.promise
 
 
 unsettled = []  # the Promises create_item returned and has not settled yet

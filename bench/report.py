@@ -318,7 +318,7 @@ BREAKDOWN_PY: list[tuple[str, Callable[[Snap], float | None]]] = [
     ("micropython.wasm received", resource_end("micropython.wasm")),
     ("pyodide.asm.wasm received", resource_end("pyodide.asm.wasm")),
     ("python_stdlib.zip received", resource_end("python_stdlib.zip")),
-    ("pyodide.asm.wasm compiled (instantiateStreaming)", wasm_compiled),
+    ("interpreter wasm compiled (instantiateStreaming)", wasm_compiled),
     ("interpreter ready (py:progress 'Loaded interpreter')", progress("Loaded interpreter")),
     ("[files] unpacked ('Loaded files')", progress("Loaded files")),
     ("main.py starts (py:ready)", mark("pyReady")),

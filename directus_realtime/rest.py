@@ -83,24 +83,6 @@ async def rest_async(http, url: str, method: str, path: str, body=None, token=No
     return answer(status, raw)
 
 
-def login(url: str, email: str, password: str) -> dict:
-    """``POST /auth/login``: ``{access_token, refresh_token, expires}``."""
-    return rest(url, "POST", "/auth/login", _login_body(email, password))
-
-
-def refresh(url: str, refresh_token: str) -> dict:
-    """``POST /auth/refresh``: a new ``{access_token, refresh_token, expires}``."""
-    return rest(url, "POST", "/auth/refresh", _refresh_body(refresh_token))
-
-
-def _login_body(email, password):
-    return {"email": email, "password": password, "mode": "json"}
-
-
-def _refresh_body(refresh_token):
-    return {"refresh_token": refresh_token, "mode": "json"}
-
-
 class TokenSession:
     """Logs in once and refreshes on demand: pass ``session.token`` as ``token_provider``.
 
@@ -117,14 +99,17 @@ class TokenSession:
         self.refresh_token = None
 
     async def login(self) -> str:
-        self._keep(await self._post("/auth/login", _login_body(self._email, self._password)))
+        """``POST /auth/login``."""
+        body = {"email": self._email, "password": self._password, "mode": "json"}
+        self._keep(await self._post("/auth/login", body))
         return self.access_token
 
     async def token(self) -> str:
         """A fresh access token: refreshed when we have a refresh token, else a new login."""
         if self.refresh_token:
             try:
-                self._keep(await self._post("/auth/refresh", _refresh_body(self.refresh_token)))
+                body = {"refresh_token": self.refresh_token, "mode": "json"}
+                self._keep(await self._post("/auth/refresh", body))
                 return self.access_token
             except DirectusError:
                 pass  # the refresh token expired too: log in again

@@ -18,6 +18,8 @@ import urllib.request
 
 import pytest
 
+from tests.e2e.pages import PYODIDE, ready_page
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -48,14 +50,6 @@ def rest_create(stack: dict, item: dict) -> dict:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())["data"]
-
-
-def ready_page(open_page, stack: dict, name: str = "page", path: str = "", **kwargs):
-    """The page (or, with ``path="pyodide.html"``, its Pyodide build), connected."""
-    probe = open_page(name, **kwargs)
-    probe.goto(stack["app_url"] + path)
-    probe.wait_ready()
-    return probe
 
 
 def ids_in_order(probe, wanted: list[str]) -> list[str]:
@@ -146,7 +140,7 @@ def test_item_created_over_rest_appears(open_page, stack):
 # ----- 4. text is text, never HTML -----
 
 
-@pytest.mark.parametrize("writer_path", ["", "pyodide.html"], ids=["micropython", "pyodide"])
+@pytest.mark.parametrize("writer_path", ["", PYODIDE], ids=["micropython", "pyodide"])
 def test_html_in_a_message_is_shown_as_text(open_page, stack, writer_path):
     """Written by either build, read by the page."""
     writer = ready_page(open_page, stack, "writer", path=writer_path)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from stack import directus as local_directus
+from tests.e2e.pages import ready_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -69,9 +70,7 @@ def test_history_shows_the_latest_messages_oldest_first_and_loads_older(open_pag
 
 
 def test_updates_change_a_message_in_place_and_deletes_remove_it(open_page, stack):
-    probe = open_page("edits")
-    probe.goto(stack["app_url"])
-    probe.wait_ready()
+    probe = ready_page(open_page, stack, "edits")
     result = probe.create_item(marker() + " before", "Ben")
     assert result["ok"], result
     item_id = result["value"]["id"]
@@ -90,9 +89,7 @@ def test_updates_change_a_message_in_place_and_deletes_remove_it(open_page, stac
 
 
 def test_compose_form_sends_a_message(open_page, stack):
-    probe = open_page("compose")
-    probe.goto(stack["app_url"])
-    probe.wait_ready()
+    probe = ready_page(open_page, stack, "compose")
     text = marker() + " from the form"
     probe.page.fill("#compose input[name=user]", "Form user")
     probe.page.fill("#compose input[name=text]", text)
@@ -252,9 +249,7 @@ def test_a_directus_that_numbers_messages_itself_gets_at_least_once_said_plainly
 
 
 def test_the_provisioned_directus_is_exactly_once_and_says_nothing(open_page, stack):
-    probe = open_page("uuid keys")
-    probe.goto(stack["app_url"])
-    probe.wait_ready()
+    probe = ready_page(open_page, stack, "uuid keys")
     result = probe.create_item(marker() + " uuid key", "Ben")
     assert result["ok"], result
     note = probe.page.locator("#delivery")

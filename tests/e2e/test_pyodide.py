@@ -15,6 +15,8 @@ import urllib.parse
 
 import pytest
 
+from tests.e2e.pages import PYODIDE, ready_page
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -25,21 +27,7 @@ def unique(text: str) -> str:
 
 
 def pyodide_url(stack: dict) -> str:
-    return urllib.parse.urljoin(stack["app_url"], "pyodide.html")
-
-
-def ready_pyodide_page(open_page, stack: dict, name: str = "pyodide page"):
-    probe = open_page(name)
-    probe.goto(pyodide_url(stack))
-    probe.wait_ready()
-    return probe
-
-
-def ready_mpy_page(open_page, stack: dict, name: str = "mpy page"):
-    probe = open_page(name)
-    probe.goto(stack["app_url"])
-    probe.wait_ready()
-    return probe
+    return urllib.parse.urljoin(stack["app_url"], PYODIDE)
 
 
 def paths(probe) -> list[str]:
@@ -47,7 +35,7 @@ def paths(probe) -> list[str]:
 
 
 def test_pyodide_page_connects_and_subscribes_on_pyodide(open_page, stack):
-    probe = ready_pyodide_page(open_page, stack)
+    probe = ready_page(open_page, stack, "pyodide page", path=PYODIDE)
 
     assert probe.page.locator("#status").get_attribute("data-state") == "connected"
     assert probe.page.locator("body").get_attribute("data-subscribed") == "true"
@@ -73,8 +61,8 @@ def test_pyodide_page_connects_and_subscribes_on_pyodide(open_page, stack):
 
 
 def test_create_item_round_trip_reaches_the_mpy_and_the_pyodide_page(open_page, stack):
-    mpy = ready_mpy_page(open_page, stack)
-    pyodide = ready_pyodide_page(open_page, stack)
+    mpy = ready_page(open_page, stack, "mpy page")
+    pyodide = ready_page(open_page, stack, "pyodide page", path=PYODIDE)
 
     text = unique("Hello from MicroPython")
     result = mpy.create_item(text, "Ben")
@@ -100,7 +88,7 @@ def test_create_item_round_trip_reaches_the_mpy_and_the_pyodide_page(open_page, 
 
 
 def test_pyodide_create_item_rejects_bad_input_without_sending(open_page, stack, bad_inputs):
-    probe = ready_pyodide_page(open_page, stack, "pyodide bad input")
+    probe = ready_page(open_page, stack, "pyodide bad input", path=PYODIDE)
     record = probe.sockets[-1]
     for label, args, word in bad_inputs:
         result = probe.create_item(*args)

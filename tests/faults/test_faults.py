@@ -454,6 +454,15 @@ def test_token_expiry_while_streaming(
 # ----- 5. a silent stall soon after connecting ------------------------------------------------
 
 
+async def one_page_behind_a_proxy(stack, server, open_page, make_proxy):
+    """A TCP proxy in front of ``server`` and one page ("page A") connected through it."""
+    proxy = await make_proxy(server.port)
+    page = await open_page("page A")
+    await page.open(stack["app_url"], url=proxy.url, token=stack["token"])
+    await page.wait_ready()
+    return proxy, page
+
+
 def test_silent_stall_soon_after_connecting_is_detected(
     loop, stack, kit, proxied_directus, open_page, make_proxy, remember_servers
 ):
@@ -469,10 +478,7 @@ def test_silent_stall_soon_after_connecting_is_detected(
     seen: dict[str, Any] = {}
 
     async def run() -> None:
-        proxy = await make_proxy(server.port)
-        page = await open_page("page A")
-        await page.open(stack["app_url"], url=proxy.url, token=stack["token"])
-        await page.wait_ready()
+        proxy, page = await one_page_behind_a_proxy(stack, server, open_page, make_proxy)
         seen["pings"] = page.pings_on_last_socket()
         fault_ms = kit.now_ms()
         proxy.stall()
@@ -534,10 +540,7 @@ def test_a_write_queued_while_disconnected_survives_a_reload(
     seen: dict[str, Any] = {}
 
     async def run() -> None:
-        proxy = await make_proxy(server.port)
-        page = await open_page("page A")
-        await page.open(stack["app_url"], url=proxy.url, token=stack["token"])
-        await page.wait_ready()
+        proxy, page = await one_page_behind_a_proxy(stack, server, open_page, make_proxy)
         await proxy.cut()  # refuses new connections until accept_again()
         await kit.until(lambda: _left_connected(page), 15, "the page to notice the cut")
         await page.page.evaluate("(t) => { window.create_item(t, 'reload'); }", text)
