@@ -3,7 +3,6 @@
 //   marks.subscribed / marks.history   body[data-subscribed|data-history] set to "true"
 //   marks.firstRow                      the first li.message added to the document
 //   marks.pyReady, progress[]           PyScript's py:ready and py:progress events (ours only)
-//   marks.replaceState                  first history.replaceState (main.py, after its imports)
 //   longtasks[]                         [startTime, duration] of every long task (> 50 ms)
 //   stalls[]                            [from, duration]: a 16 ms timer fired over 50 ms late
 //   sockets[]                           per WebSocket: created, open, authOk, init, big (the
@@ -74,12 +73,6 @@
     window.addEventListener('py:progress', (event) => B.progress.push([now(), String(event.detail)]), true);
     window.addEventListener('py:ready', () => { B.marks.pyReady ??= now(); }, true);
     window.addEventListener('py:done', () => { B.marks.pyDone ??= now(); }, true);
-
-    const replaceState = history.replaceState;
-    history.replaceState = function (...args) {
-        B.marks.replaceState ??= now();
-        return replaceState.apply(this, args);
-    };
 
     const NativeWebSocket = window.WebSocket;
     window.WebSocket = new Proxy(NativeWebSocket, {

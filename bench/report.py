@@ -69,6 +69,11 @@ def mark(name: str) -> Callable[[Snap], float | None]:
     return lambda s: s["marks"].get(name)
 
 
+def user_mark(name: str) -> Callable[[Snap], float | None]:
+    """A User Timing mark the page set itself (performance.mark)."""
+    return lambda s: (s.get("userMarks") or {}).get(name)
+
+
 def progress(text: str) -> Callable[[Snap], float | None]:
     return lambda s: next((t for t, d in s.get("progress") or [] if d == text), None)
 
@@ -322,7 +327,7 @@ BREAKDOWN_PY: list[tuple[str, Callable[[Snap], float | None]]] = [
     ("interpreter ready (py:progress 'Loaded interpreter')", progress("Loaded interpreter")),
     ("[files] unpacked ('Loaded files')", progress("Loaded files")),
     ("main.py starts (py:ready)", mark("pyReady")),
-    ("main.py's imports done (its history.replaceState)", mark("replaceState")),
+    ("main.py's imports done (its performance.mark)", user_mark("main.py: imports done")),
     ("WebSocket created", socket("created")),
     ("WebSocket open", socket("open")),
     ("auth ok received", socket("authOk")),

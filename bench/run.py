@@ -69,6 +69,8 @@ SNAPSHOT_JS = """() => {
         resources: performance.getEntriesByType('resource').map((e) => ({
             name: e.name, start: e.startTime, end: e.responseEnd, transfer: e.transferSize,
         })),
+        userMarks: Object.fromEntries(
+            performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])),
         rows: document.querySelectorAll('#messages > li.message[data-id]').length,
     };
 }"""
@@ -333,7 +335,6 @@ class Runner:
 PAGE_FILES = [
     "index.html",
     "main.py",
-    "mpy.toml",
     "pyscript.toml",
     "directus_realtime",
     "static/app.css",

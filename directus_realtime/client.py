@@ -245,18 +245,21 @@ class RealtimeClient:
     def ever_connected(self) -> bool:
         return self._proto.ever_opened
 
-    async def connect(self) -> None:
-        """Open the connection; returns once authenticated.
+    def connect(self):
+        """Open the connection; returns an awaitable that is done once authenticated.
 
-        Raises when the client gives up (credentials refused, retries used up, disconnect()).
-        A failed attempt is retried in the background with backoff, as configured.
+        The socket opens when ``connect`` is called, not when the result is awaited (like the
+        SDK's Promise): a page can go on with its own work while the handshake is under way.
+        Awaiting raises when the client gives up (credentials refused, retries used up,
+        disconnect()). A failed attempt is retried in the background with backoff.
         """
-        if self.is_connected:
-            return
         waiter = _Waiter()
-        self._connect_waiters.append(waiter)
-        self._pump(self._proto.connect, _now())
-        await waiter.wait()
+        if self.is_connected:
+            waiter.set_result(None)
+        else:
+            self._connect_waiters.append(waiter)
+            self._pump(self._proto.connect, _now())
+        return waiter.wait()
 
     def disconnect(self) -> None:
         """Close for good: no reconnect; subscriptions end, waiting requests fail."""

@@ -2,16 +2,24 @@
 
 index.html is the page (MicroPython: it boots in a fraction of a second). The Pyodide build is
 the same markup with Pyodide's runtime files preloaded and ``<script type="py">`` with
-pyscript.toml; writing it from index.html at every server start keeps one copy of the markup.
+pyscript.toml instead of index.html's inline configuration; writing it from index.html at every
+server start keeps one copy of the markup.
 The file is git-ignored.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 START, END = "<!-- interpreter:start -->", "<!-- interpreter:end -->"
-MICROPYTHON_SCRIPT = '<script type="mpy" src="./main.py" config="./mpy.toml"></script>'
+# index.html's script tag with its inline JSON configuration (and the comment just above it).
+MICROPYTHON_SCRIPT = re.compile(
+    r"(?:<!--(?:(?!-->).)*-->\s*)?"
+    r"""<script type="mpy" src="\./main\.py" config='(\{.*?\})'></script>""",
+    re.DOTALL,
+)
 PYODIDE_SCRIPT = '<script type="py" src="./main.py" config="./pyscript.toml"></script>'
 PYODIDE_PRELOADS = [
     '<link rel="modulepreload" href="./static/runtime/pyodide/pyodide.mjs">',
@@ -26,7 +34,7 @@ PYODIDE_PRELOADS = [
 def pyodide_page(index_html: str) -> str:
     """index.html's text, turned into the Pyodide build's."""
     if (
-        index_html.count(MICROPYTHON_SCRIPT) != 1
+        len(MICROPYTHON_SCRIPT.findall(index_html)) != 1
         or START not in index_html
         or END not in index_html
     ):
@@ -40,7 +48,15 @@ def pyodide_page(index_html: str) -> str:
         "<title>Directus realtime, in Python</title>",
         "<title>Directus realtime, in Python (Pyodide)</title>",
     )
-    return page.replace(MICROPYTHON_SCRIPT, PYODIDE_SCRIPT)
+    return MICROPYTHON_SCRIPT.sub(PYODIDE_SCRIPT, page)
+
+
+def micropython_config(index_html: str) -> dict:
+    """The PyScript configuration inline in index.html's ``<script type="mpy">``."""
+    found = MICROPYTHON_SCRIPT.findall(index_html)
+    if len(found) != 1:
+        raise ValueError('index.html has no single <script type="mpy"> with a config')
+    return json.loads(found[0])
 
 
 def write_pyodide_page(root: Path) -> Path | None:

@@ -7,6 +7,8 @@
   never dot-files or __pycache__.
 - ``/local-stack.json`` answers ``{"directus_url", "token"}`` of the local stack (the demo
   user's static token, from var/stack.json), so the page works with no query parameters.
+- ``/directus_realtime/<name>.mpy`` is ``<name>.py`` compiled to MicroPython bytecode, which
+  the MicroPython page imports without compiling (stack/mpy.py).
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
 - Every answer carries a Content-Security-Policy: scripts only from this server (plus
@@ -33,7 +35,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import pages, paths
+from . import mpy, pages, paths
 
 ALLOWED = frozenset(
     {
@@ -41,7 +43,6 @@ ALLOWED = frozenset(
         "main.py",
         "pyscript.toml",
         "pyodide.html",
-        "mpy.toml",
         "static",
         "directus_realtime",
         "bench",
@@ -74,6 +75,7 @@ BINARY_TYPES = {
     ".gif": "image/gif",
     ".ico": "image/x-icon",
     ".woff2": "font/woff2",
+    ".mpy": "application/octet-stream",
 }
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -186,6 +188,9 @@ class Handler(BaseHTTPRequestHandler):
         if url_path == "/local-stack.json":
             self._local_stack(head)
             return
+        if url_path.startswith("/directus_realtime/") and url_path.endswith(".mpy"):
+            self._bytecode(url_path, head)
+            return
         file = resolve(self.root, url_path)
         if file is None:
             self._not_found(head)
@@ -219,6 +224,35 @@ class Handler(BaseHTTPRequestHandler):
                     shutil.copyfileobj(fh, self.wfile, 256 * 1024)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+    def _bytecode(self, url_path: str, head: bool) -> None:
+        source = resolve(self.root, url_path.removesuffix(".mpy") + ".py")
+        if source is None:
+            self._not_found(head)
+            return
+        name = source.relative_to(self.root.resolve()).as_posix()  # what tracebacks show
+        try:
+            data = mpy.compiled(source, name)
+        except (mpy.CompileError, OSError) as error:
+            self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
+            return
+        tag = mpy.etag(data)
+        if self.headers.get("If-None-Match") == tag:
+            self.send_response(HTTPStatus.NOT_MODIFIED)
+            self.send_header("ETag", tag)
+            self.send_header("Cache-Control", "no-cache")
+            self._common_headers()
+            self.end_headers()
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", BINARY_TYPES[".mpy"])
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", tag)
+        self.send_header("Cache-Control", "no-cache")
+        self._common_headers()
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
 
     def do_GET(self) -> None:
         self._serve(head=False)

@@ -259,6 +259,18 @@ def test_no_request_leaves_localhost(open_page, stack):
     assert foreign == [], f"requests left localhost: {foreign}"
 
 
+def test_the_page_runs_the_library_from_micropython_bytecode(open_page, stack):
+    """index.html's [files] are .mpy, compiled by the page server (stack/mpy.py)."""
+    probe = ready_page(open_page, stack)
+    library = {
+        urllib.parse.urlsplit(url).path
+        for url in probe.requests
+        if urllib.parse.urlsplit(url).path.startswith("/directus_realtime/")
+    }
+    assert {"/directus_realtime/client.mpy", "/directus_realtime/protocol.mpy"} <= library
+    assert [path for path in library if not path.endswith(".mpy")] == []
+
+
 # ----- 7. create_item refuses bad input and sends nothing -----
 
 

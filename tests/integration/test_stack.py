@@ -211,6 +211,28 @@ def test_page_server_serves_the_runtime(stack):
     assert headers["content-type"] == "text/javascript; charset=utf-8"
 
 
+def test_page_server_answers_the_library_as_micropython_bytecode(stack):
+    status, headers, body = get(stack, "/directus_realtime/transports/browser.mpy")
+    assert status == 200
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["cache-control"] == "no-cache"  # compiled from the .py as it is now
+    assert body[:2] == b"M\x06" and b"directus_realtime/transports/browser.py" in body
+    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
+    try:
+        conn.request(
+            "GET",
+            "/directus_realtime/transports/browser.mpy",
+            headers={"If-None-Match": headers["etag"]},
+        )
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 304
+    finally:
+        conn.close()
+    for path in ("/directus_realtime/nothing.mpy", "/directus_realtime/../stack/core.mpy"):
+        assert get(stack, path)[0] == 404, path
+
+
 def test_page_server_revalidates_with_etag(stack):
     _, headers, _ = get(stack, "/static/runtime/versions.json")
     conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)

@@ -118,6 +118,22 @@ def test_connect_resolves_only_after_auth_ok():
     run(scenario())
 
 
+def test_connect_opens_the_socket_when_called_not_when_awaited():
+    """Like the SDK's Promise: a page goes on with its own work during the handshake."""
+
+    async def scenario():
+        client, transport = make(access_token="abc")
+        connecting = client.connect()
+        assert len(transport.sockets) == 1 and client.state == "connecting"
+        transport.current.opened()
+        assert transport.current.sent == [{"type": "auth", "access_token": "abc"}]
+        transport.current.message({"type": "auth", "status": "ok"})
+        await asyncio.wait_for(connecting, 1)
+        assert client.is_connected
+
+    run(scenario())
+
+
 def test_connect_raises_authentication_error_on_refused_auth():
     async def scenario():
         client, transport = make()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from stack import paths
-from stack.pages import MICROPYTHON_SCRIPT, PYODIDE_SCRIPT, pyodide_page, write_pyodide_page
+from stack.pages import (
+    MICROPYTHON_SCRIPT,
+    PYODIDE_SCRIPT,
+    micropython_config,
+    pyodide_page,
+    write_pyodide_page,
+)
 
 INDEX = (paths.ROOT / "index.html").read_text()
 
@@ -16,18 +24,18 @@ def body(html: str) -> str:
 
 def test_the_pyodide_page_is_index_html_on_pyodide():
     page = pyodide_page(INDEX)
-    assert PYODIDE_SCRIPT in page and MICROPYTHON_SCRIPT not in page
-    assert "micropython" not in page
+    assert PYODIDE_SCRIPT in page and not MICROPYTHON_SCRIPT.search(page)
+    assert "micropython" not in page and ".mpy" not in page
     assert "./static/runtime/pyodide/pyodide.asm.wasm" in page
     assert "./static/runtime/pyodide/python_stdlib.zip" in page
-    assert body(page) == body(INDEX).replace(MICROPYTHON_SCRIPT, PYODIDE_SCRIPT)
+    assert body(page) == MICROPYTHON_SCRIPT.sub(PYODIDE_SCRIPT, body(INDEX))
 
 
 def test_index_html_without_its_markers_is_refused():
     with pytest.raises(ValueError):
         pyodide_page(INDEX.replace("<!-- interpreter:start -->", ""))
     with pytest.raises(ValueError):
-        pyodide_page(INDEX.replace(MICROPYTHON_SCRIPT, ""))
+        pyodide_page(MICROPYTHON_SCRIPT.sub("", INDEX))
 
 
 def test_write_pyodide_page_writes_once_and_follows_index(tmp_path):
@@ -51,9 +59,7 @@ def test_the_page_preloads_every_file_python_reads_and_nothing_else():
     """PyScript fetches [files] and main.py only once the interpreter is up; the MicroPython
     page asks for them at once instead (measured: about 15-20 ms sooner subscribed on a warm
     cache). Pyodide takes seconds to start: its build preloads only its runtime and wheel."""
-    import tomllib
-
-    files = set(tomllib.loads((paths.ROOT / "mpy.toml").read_text())["files"])
+    files = set(micropython_config(INDEX)["files"])
     runtime = {f for f in preloaded(INDEX) if f.startswith("./static/runtime/")}
     assert preloaded(INDEX) - runtime == {"./main.py"} | files
     assert all("/runtime/micropython/" in f for f in runtime)
