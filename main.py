@@ -51,7 +51,8 @@ spawn = getattr(asyncio, "ensure_future", None) or asyncio.create_task
 
 FIELDS = ["id", "user", "text", "date_created"]
 HISTORY = 100  # messages shown on load, and per "load older"
-MAX_ROWS = 1000  # rows kept in the DOM
+MAX_ROWS = 1000  # rows kept in the DOM (more when ?history= asks for more)
+LONG_LIST = 1000  # from this many rows on, the browser skips the rows out of view
 RENDER_SLICE = 100  # rows rendered per task, so a long history never blocks the page
 PAGE = 200 if MICROPYTHON else 1000  # messages per read (MicroPython parses JSON slowly)
 MAX_TEXT_LENGTH = 10_000
@@ -308,6 +309,8 @@ async def render_many(items: list) -> None:
             render(item)
         return
     follow = newer and reader_at_bottom()
+    if len(rows) + len(fresh) > LONG_LIST:
+        messages.classList.add("long")  # rows out of view are skipped (app.css)
     slices = [fresh[i : i + RENDER_SLICE] for i in range(0, len(fresh), RENDER_SLICE)]
     for n, chunk in enumerate(reversed(slices) if older else slices):
         fragment = document.createDocumentFragment()

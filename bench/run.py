@@ -236,6 +236,10 @@ class Runner:
                             f"  round {n + 1} {target.label:12} {kind}: subscribed at "
                             f"{snap['marks']['subscribed']:,.0f} ms"
                         )
+                        # Let the page finish what it does after subscribing (ours reads its
+                        # history) before the reload: a reload the moment the page is up
+                        # measured the previous page's wind-down too.
+                        page.wait_for_timeout(SETTLE_MS)
                 finally:
                     context.close()
         return out
