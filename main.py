@@ -223,22 +223,39 @@ def created(item: dict) -> str:
     return item.get("date_created") or ""
 
 
-def make_row(item: dict):
-    """An ``li.message[data-id]`` for ``item``; text goes in as text, never as HTML."""
+def row_template():
     row = document.createElement("li")
     row.className = "message"
-    row.dataset.id = str(item.get("id"))
-    row.dataset.created = created(item)
     for name in ("user", "text"):
         cell = document.createElement("span")
         cell.className = name
-        cell.textContent = str(item.get(name) or "")
         row.append(cell)
-    when = document.createElement("time")
+    row.append(document.createElement("time"))
+    return row
+
+
+ROW = row_template()  # li.message > span.user + span.text + time, cloned for every row
+TIME = window.Intl.DateTimeFormat.new(to_js([]), to_js({"timeStyle": "medium"}))
+
+
+def make_row(item: dict):
+    """An ``li.message[data-id]`` for ``item``; text goes in as text, never as HTML.
+
+    A clone of one template row: each call into JS costs about 20 µs on MicroPython, and
+    building the row element by element took 19 of them (a 10,000-message history: 4 s).
+    """
+    row = ROW.cloneNode(True)
+    data = row.dataset
+    data.id = str(item.get("id"))
+    data.created = created(item)
+    user = row.firstChild
+    user.textContent = str(item.get("user") or "")
+    text = user.nextSibling
+    text.textContent = str(item.get("text") or "")
     if item.get("date_created"):
+        when = text.nextSibling
         when.dateTime = item["date_created"]
-        when.textContent = window.Date.new(item["date_created"]).toLocaleTimeString()
-    row.append(when)
+        when.textContent = TIME.format(window.Date.new(item["date_created"]))
     return row
 
 
@@ -502,27 +519,35 @@ async def read_messages(wanted: int, newest_first: bool, bound=None) -> int:
     1.3 MB of JSON, in one frame) and let the first rows show while older ones are on their
     way.
     Each page starts at the previous one's last ``date_created`` inclusive (two messages may
-    share it); what is shown already is skipped. Returns how many new messages were shown.
+    share it), and is asked for as soon as that one arrives, while it renders; what is shown
+    already is skipped. Returns how many new messages were shown.
     """
-    shown = 0
-    while shown < wanted:
-        limit = min(PAGE, wanted - shown) + (1 if bound else 0)  # the bound's row comes again
+
+    def read_page(bound, limit):
         query = {
             "fields": FIELDS,
-            "limit": limit,
+            "limit": limit + (1 if bound else 0),  # the bound's row comes again
             "sort": ["-date_created" if newest_first else "date_created"],
         }
         if bound:
             query["filter"] = {"date_created": {"_lte" if newest_first else "_gte": bound}}
-        items = await directus.read("messages", query=query)
+        return query["limit"], directus.read("messages", query=query)  # sent now
+
+    shown = 0
+    limit, reading = read_page(bound, min(PAGE, wanted))
+    while True:
+        items = await reading
         if delivery["exactly_once"] is None:
             learn_delivery(items)
         fresh = [item for item in items if str(item.get("id")) not in rows][: wanted - shown]
+        more = len(items) >= limit and bool(fresh) and shown + len(fresh) < wanted
+        if more:  # the next page is read while this one renders
+            bound = items[-1].get("date_created")
+            limit, reading = read_page(bound, min(PAGE, wanted - shown - len(fresh)))
         await render_many(fresh)
         shown += len(fresh)
-        if len(items) < limit or not fresh:
+        if not more:
             break
-        bound = items[-1].get("date_created")
     return shown
 
 
