@@ -371,7 +371,8 @@ def breakdown(cold: dict[str, list[Snap]], warm: dict[str, list[Snap]]) -> list[
 def notes(env: dict[str, Any], latency: dict[str, dict[str, Any]], errors) -> list[str]:
     out = [
         "How: one headless Chromium; cold = a fresh browser context, warm = a second navigation "
-        "in it, 1 s after the first was subscribed. create → render: in the page, from calling `create_item(text, user)` to the "
+        "in it, 1 s after the first was subscribed. create → render: in the page, from calling "
+        "`create_item(text, user)` to the "
         "row in `#messages` (MutationObserver), sequentially; the guide's `createItem` is fire "
         "and forget. The history: our page reads it over the socket, the JS page over REST; "
         "“data arrival” is the first big socket frame (ours reads in pages: 200 rows on "

@@ -282,6 +282,7 @@ def make_server(
     verbose: bool = False,
 ) -> Server:
     pages.write_pyodide_page(root)
+    mpy.warm(root)
     handler = type(
         "BoundHandler", (Handler,), {"root": root, "stack_json": stack_json, "verbose": verbose}
     )

@@ -53,3 +53,9 @@ def test_the_page_loads_every_browser_module_of_the_library_as_mpy():
         if p.name not in ("cli.py", "cpython.py")  # CPython only
     }
     assert {f"./{name[:-3]}.mpy" for name in browser_side} == set(files) == set(files.values())
+
+
+def test_warm_compiles_the_library_ahead_of_the_first_request():
+    mpy.warm(paths.ROOT).join(timeout=60)
+    source = (LIBRARY / "client.py").resolve()
+    assert mpy.compiled(source, "directus_realtime/client.py") is mpy._cache[source][1]
