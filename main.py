@@ -241,8 +241,8 @@ TIME = window.Intl.DateTimeFormat.new(to_js([]), to_js({"timeStyle": "medium"}))
 def make_row(item: dict):
     """An ``li.message[data-id]`` for ``item``; text goes in as text, never as HTML.
 
-    A clone of one template row: each call into JS costs about 20 µs on MicroPython, and
-    building the row element by element took 19 of them (a 10,000-message history: 4 s).
+    A clone of one template row: 12 calls into JS per row, where building it element by
+    element took 19 (a 10,000-message history builds 10,000 rows).
     """
     row = ROW.cloneNode(True)
     data = row.dataset

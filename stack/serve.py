@@ -168,6 +168,17 @@ class Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
+    def _not_modified(self, etag: str, cache_control: str) -> bool:
+        """Answer 304 when the browser already has this version (then True)."""
+        if self.headers.get("If-None-Match") != etag:
+            return False
+        self.send_response(HTTPStatus.NOT_MODIFIED)
+        self.send_header("ETag", etag)
+        self.send_header("Cache-Control", cache_control)
+        self._common_headers()
+        self.end_headers()
+        return True
+
     def _not_found(self, head: bool) -> None:
         self._send_bytes(404, b"not found\n", "text/plain; charset=utf-8", head)
 
@@ -198,12 +209,7 @@ class Handler(BaseHTTPRequestHandler):
         stat = file.stat()
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
         immutable = url_path.startswith("/static/runtime/")
-        if self.headers.get("If-None-Match") == etag:
-            self.send_response(HTTPStatus.NOT_MODIFIED)
-            self.send_header("ETag", etag)
-            self.send_header("Cache-Control", IMMUTABLE if immutable else "no-cache")
-            self._common_headers()
-            self.end_headers()
+        if self._not_modified(etag, IMMUTABLE if immutable else "no-cache"):
             return
         try:
             fh = open(file, "rb")
@@ -237,12 +243,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
             return
         tag = mpy.etag(data)
-        if self.headers.get("If-None-Match") == tag:
-            self.send_response(HTTPStatus.NOT_MODIFIED)
-            self.send_header("ETag", tag)
-            self.send_header("Cache-Control", "no-cache")
-            self._common_headers()
-            self.end_headers()
+        if self._not_modified(tag, "no-cache"):
             return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", BINARY_TYPES[".mpy"])
