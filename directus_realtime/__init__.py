@@ -11,7 +11,7 @@ Names mirror ``@directus/sdk`` in snake_case::
         print(item)
 """
 
-from .client import RealtimeClient, Subscription
+from .client import RealtimeClient, Subscription, Waiter
 from .errors import (
     AuthenticationError,
     ConnectionFailed,
@@ -37,6 +37,7 @@ __all__ = [
     "RealtimeProtocol",
     "RequestTimeout",
     "Subscription",
+    "Waiter",
     "create_directus",
     "credentials",
     "realtime",

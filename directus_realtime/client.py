@@ -37,32 +37,89 @@ def default_transport():
     return WebsocketsSocket
 
 
-class _Waiter:
-    """A one-shot result to await: what an ``asyncio.Future`` did here, on ``asyncio.Event``."""
+class Waiter:
+    """A one-shot result, what ``asyncio.Future`` is (MicroPython has none): what ``connect()``,
+    ``request()``, ``create()``, ``read()``... return.
+
+    ``await`` it, or have ``add_done_callback(callback)`` call ``callback(waiter)`` the moment it
+    is set. A callback runs inside the socket's message event, with no turn of the event loop in
+    between: in PyScript a turn is a browser task (a timer, about 1 ms on MicroPython), which
+    a page that settles a JS Promise from Python can skip.
+    """
 
     def __init__(self):
-        self._event = asyncio.Event()
+        self._event = None  # made when awaited before it is done
+        self._done = False
         self._result = None
         self._error = None
+        self._callbacks = []
 
     def done(self):
-        return self._event.is_set()
+        return self._done
 
-    def set_result(self, result):
-        if not self.done():
-            self._result = result
-            self._event.set()
-
-    def set_exception(self, error):
-        if not self.done():
-            self._error = error
-            self._event.set()
-
-    async def wait(self):
-        await self._event.wait()
+    def result(self):
+        """The result, or raise the error; ``RuntimeError`` when not done yet."""
+        if not self._done:
+            raise RuntimeError("Result is not set yet.")
         if self._error is not None:
             raise self._error
         return self._result
+
+    def exception(self):
+        """The error (None if none); ``RuntimeError`` when not done yet."""
+        if not self._done:
+            raise RuntimeError("Result is not set yet.")
+        return self._error
+
+    def add_done_callback(self, callback):
+        """Call ``callback(waiter)`` once done (now, if it is); an exception in it is printed."""
+        if self._done:
+            _safely(callback, self)
+        else:
+            self._callbacks.append(callback)
+
+    def set_result(self, result):
+        self._set(result, None)
+
+    def set_exception(self, error):
+        self._set(None, error)
+
+    def _set(self, result, error):
+        if self._done:
+            return
+        self._done = True
+        self._result = result
+        self._error = error
+        if self._event is not None:
+            self._event.set()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _safely(callback, self)
+
+    def __await__(self):
+        if not self._done:
+            if self._event is None:
+                self._event = asyncio.Event()
+            wait = self._event.wait()
+            yield from getattr(wait, "__await__", lambda: wait)()  # (MicroPython: a generator)
+        return self.result()
+
+    __iter__ = __await__  # what MicroPython's ``await`` calls (and asyncio.Future has too)
+
+
+def _then(waiter, transform):
+    """A ``Waiter`` of ``transform(result)``, done when ``waiter`` is (errors pass through)."""
+    out = Waiter()
+
+    def settle(done):
+        error = done.exception()
+        if error is None:
+            out.set_result(transform(done.result()))
+        else:
+            out.set_exception(error)
+
+    waiter.add_done_callback(settle)
+    return out
 
 
 class Subscription:
@@ -140,10 +197,10 @@ class Subscription:
         self._wake()
 
     async def _wait(self):
-        waiter = _Waiter()
+        waiter = Waiter()
         self._waiters.append(waiter)
         try:
-            await waiter.wait()
+            await waiter
         finally:
             self._waiters.remove(waiter)
 
@@ -253,13 +310,13 @@ class RealtimeClient:
         Awaiting raises when the client gives up (credentials refused, retries used up,
         disconnect()). A failed attempt is retried in the background with backoff.
         """
-        waiter = _Waiter()
+        waiter = Waiter()
         if self.is_connected:
             waiter.set_result(None)
         else:
             self._connect_waiters.append(waiter)
             self._pump(self._proto.connect, _now())
-        return waiter.wait()
+        return waiter
 
     def disconnect(self) -> None:
         """Close for good: no reconnect; subscriptions end, waiting requests fail."""
@@ -309,16 +366,17 @@ class RealtimeClient:
         return sub
 
     def request(self, message: dict, timeout=None, retry=None):
-        """Send ``message`` and return an awaitable of Directus's reply (the whole reply dict).
+        """Send ``message``; returns a ``Waiter`` (awaitable, with ``add_done_callback``) of
+        Directus's reply (the whole reply dict).
 
         The message leaves (or joins the outbox) when ``request`` is called, not when it is
         awaited: like the SDK's Promises, and it spares the caller a task to get it going.
         """
-        waiter = _Waiter()
+        waiter = Waiter()
         key = self._proto.request(message, timeout, retry, _now())
         self._requests[key] = waiter
         self._drain()
-        return waiter.wait()
+        return waiter
 
     def create(self, collection: str, data, query=None):
         """Create one item (dict) or several (list); awaits what Directus stored."""
@@ -357,7 +415,7 @@ class RealtimeClient:
         for name, value in fields.items():
             if value is not None:
                 message[name] = value
-        return _data_of(self.request(message))
+        return _then(self.request(message), _data_of)
 
     def _unsubscribe(self, sub):
         self._pump(self._proto.unsubscribe, sub.key)
@@ -533,8 +591,8 @@ async def _sleep_then(delay, callback):
     callback()
 
 
-async def _data_of(reply):
-    return (await reply).get("data")
+def _data_of(reply):
+    return reply.get("data")
 
 
 def _safely(handler, *args):

@@ -106,6 +106,82 @@ def test_compose_form_sends_a_message(open_page, stack):
     assert len(probe.rendered()) == count
 
 
+# Where the newest row is: its top and bottom, the sticky compose form's top, the scroll offset.
+NEWEST_ROW_JS = """() => {
+    const row = document.querySelector('#messages').lastElementChild.getBoundingClientRect();
+    const compose = document.querySelector('#compose').getBoundingClientRect();
+    return {top: row.top, bottom: row.bottom, composeTop: compose.top, scrollY: window.scrollY};
+}"""
+
+
+def test_new_messages_are_followed_at_the_bottom_and_leave_a_reader_above_in_place(
+    open_page, stack
+):
+    """At the bottom of the list, each new message scrolls into view above the sticky compose
+    form; a reader scrolled up to older messages stays where they are."""
+    probe = ready_page(open_page, stack, "follow")
+    tag = marker()
+    for n in range(12):  # enough rows to scroll, whatever the history holds
+        rest(stack, "POST", "/items/messages", {"text": f"{tag} fill {n}", "user": "follow"})
+    probe.wait_until(
+        lambda: len([r for r in probe.rendered() if r["text"].startswith(tag)]) == 12,
+        what="the rows that make the page scroll",
+    )
+    probe.page.evaluate("window.scrollTo(0, document.scrollingElement.scrollHeight)")
+    for n in range(3):
+        result = probe.create_item(f"{tag} at the bottom {n}", "follow")
+        assert result["ok"], result
+        probe.wait_rendered(result["value"]["id"])
+        probe.page.wait_for_function(
+            "() => { const r = document.querySelector('#messages').lastElementChild"
+            ".getBoundingClientRect(); return r.bottom <= document.querySelector('#compose')"
+            ".getBoundingClientRect().top && r.top >= 0; }",
+            timeout=STEP_MS,
+        )
+    probe.page.evaluate("window.scrollBy(0, -300)")
+    probe.page.wait_for_timeout(100)  # (the scroll is applied at the next frame)
+    before = probe.page.evaluate(NEWEST_ROW_JS)
+    result = probe.create_item(f"{tag} while reading above", "follow")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+    probe.page.wait_for_timeout(100)  # a frame or more: time for a scroll, if one came
+    after = probe.page.evaluate(NEWEST_ROW_JS)
+    assert after["scrollY"] == before["scrollY"], (before, after)
+    assert after["top"] > after["composeTop"], (before, after)  # the new row is out of view
+
+
+# Records every localStorage write of the outbox's key (installed before the page's scripts).
+OUTBOX_SPY = """(() => {
+    window.__outboxWrites = [];
+    for (const name of ['setItem', 'removeItem']) {
+        const original = Storage.prototype[name];
+        Storage.prototype[name] = function (key, ...rest) {
+            if (key === 'directus-realtime:outbox') window.__outboxWrites.push(name);
+            return original.call(this, key, ...rest);
+        };
+    }
+})();"""
+
+
+def test_answered_writes_never_touch_local_storage(open_page, stack):
+    """The outbox is saved behind: writes that Directus answers at once (well within
+    OUTBOX_DELAY_MS) are never written to localStorage, not even when its timer fires.
+    tests/faults covers the writes that go unanswered."""
+    probe = open_page("outbox")
+    probe.page.add_init_script(OUTBOX_SPY)
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+    tag = marker()
+    for n in range(5):
+        result = probe.create_item(f"{tag} #{n}", "outbox")
+        assert result["ok"], result
+    probe.page.wait_for_timeout(1500)  # past OUTBOX_DELAY_MS: the timer finds nothing to save
+    assert probe.page.evaluate("window.__outboxWrites") == []
+    assert probe.page.evaluate("localStorage.getItem('directus-realtime:outbox')") is None
+    shown = [r["text"] for r in probe.rendered() if r["text"].startswith(tag)]
+    assert shown == [f"{tag} #{n}" for n in range(5)]
+
+
 def test_settings_panel_connects_and_remembers_only_when_asked(open_page, stack):
     probe = open_page("settings")
     probe.goto(stack["app_url"], url="http://127.0.0.1:9", token="wrong-token")

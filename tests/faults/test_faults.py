@@ -579,3 +579,58 @@ def test_a_write_queued_while_disconnected_survives_a_reload(
 
 async def _left_connected(page) -> bool:
     return await page.state() != "connected"
+
+
+def test_unanswered_writes_are_saved_and_survive_a_reload(
+    loop, stack, kit, proxied_directus, open_page, make_proxy, remember_servers
+):
+    """The outbox is saved behind (main.py's Outbox): a write sent into a connection that
+    silently stalled is in localStorage within OUTBOX_DELAY_MS (1 s) though the page still
+    thinks it is connected, and one sent just before a reload is saved when the page goes away
+    (pagehide). After the reload, with the network back, each is stored exactly once and the
+    outbox ends empty."""
+    server = proxied_directus
+    remember_servers(server)
+    marker = kit.new_marker("unanswered")
+    timer_text, pagehide_text = f"{marker} saved by the timer", f"{marker} saved on pagehide"
+    seen: dict[str, Any] = {}
+    outbox_js = "localStorage.getItem('directus-realtime:outbox')"
+
+    async def run() -> None:
+        proxy, page = await one_page_behind_a_proxy(stack, server, open_page, make_proxy)
+        proxy.stall()  # frames vanish; the socket stays open and the page connected
+        await page.page.evaluate("(t) => { window.create_item(t, 'outbox'); }", timer_text)
+        seen["state_at_first"] = await page.state()
+        await kit.until(
+            lambda: _outbox_holds(page, timer_text), 10, "the unanswered write to be saved"
+        )
+        await page.page.evaluate("(t) => { window.create_item(t, 'outbox'); }", pagehide_text)
+        seen["before_reload"] = await page.page.evaluate(outbox_js)
+        proxy.resume()  # new connections go through again (the stalled one stays stalled)
+        await page.page.reload()
+        await page.wait_ready()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rows = await asyncio.to_thread(kit.rows_with_marker, server.url, stack["token"], marker)
+            if len(rows) >= 2 and await page.page.evaluate(outbox_js) is None:
+                break
+            await asyncio.sleep(0.2)
+        seen["texts"] = sorted(
+            row["text"]
+            for row in await asyncio.to_thread(
+                kit.rows_with_marker, server.url, stack["token"], marker
+            )
+        )
+        seen["outbox_at_end"] = await page.page.evaluate(outbox_js)
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+    print(f"\n[faults] unanswered writes across a reload: stored {seen['texts']}")
+    assert seen["state_at_first"] == "connected", seen  # saved by the timer, not the status
+    assert pagehide_text not in (seen["before_reload"] or ""), seen  # not due before the reload
+    assert seen["texts"] == sorted([timer_text, pagehide_text]), seen  # each exactly once
+    assert seen["outbox_at_end"] is None, seen
+
+
+async def _outbox_holds(page, text: str) -> bool:
+    saved = await page.page.evaluate("localStorage.getItem('directus-realtime:outbox')")
+    return bool(saved) and text in saved

@@ -16,6 +16,7 @@ from directus_realtime import (
     OutboxFull,
     RealtimeClient,
     RequestTimeout,
+    Waiter,
     create_directus,
     realtime,
     static_token,
@@ -410,6 +411,72 @@ def test_create_raises_directus_error_on_error_reply():
             await asyncio.wait_for(task, 1)
         assert info.value.code == "FORBIDDEN"
         assert "permission" in info.value.message
+
+    run(scenario())
+
+
+def test_create_calls_back_inside_the_reply_with_no_turn_of_the_loop():
+    """``add_done_callback`` runs while the reply is handled: a page can settle a JS Promise
+    from it without waiting for the event loop (a browser task in PyScript)."""
+
+    async def scenario():
+        client, transport = await connected()
+        creating = client.create("messages", {"text": "hi"})
+        seen = []
+        creating.add_done_callback(lambda done: seen.append(done.result()))
+        assert not creating.done() and seen == []
+        uid = transport.current.last("items")["uid"]
+        transport.current.message({"type": "items", "data": {"id": 9}, "uid": uid})
+        assert seen == [{"id": 9}]  # before any await
+        assert creating.done() and creating.exception() is None
+        late = []
+        creating.add_done_callback(late.append)  # already done: called at once
+        assert late == [creating]
+        assert await creating == {"id": 9}  # and awaitable, after it is done as before
+        assert await creating == {"id": 9}
+
+    run(scenario())
+
+
+def test_a_refused_create_calls_back_with_the_error():
+    async def scenario():
+        client, transport = await connected()
+        creating = client.create("messages", {"text": "hi"})
+        errors = []
+        creating.add_done_callback(lambda done: errors.append(done.exception()))
+        uid = transport.current.last("items")["uid"]
+        refusal = {"code": "FORBIDDEN", "message": "no"}
+        transport.current.message(
+            {"type": "items", "status": "error", "uid": uid, "error": refusal}
+        )
+        assert len(errors) == 1 and isinstance(errors[0], DirectusError)
+        assert errors[0].code == "FORBIDDEN"
+        with pytest.raises(DirectusError):
+            creating.result()
+        with pytest.raises(DirectusError):
+            await creating
+
+    run(scenario())
+
+
+def test_a_waiter_not_done_yet_has_no_result_and_a_broken_callback_breaks_nothing():
+    async def scenario():
+        client, transport = await connected()
+        reading = client.read("messages", id=1)
+        with pytest.raises(RuntimeError):
+            reading.result()
+        with pytest.raises(RuntimeError):
+            reading.exception()
+        calls = []
+        reading.add_done_callback(lambda done: 1 / 0)
+        reading.add_done_callback(lambda done: calls.append(done.result()))
+        waiting = asyncio.ensure_future(reading)
+        await settle()
+        uid = transport.current.last("items")["uid"]
+        transport.current.message({"type": "items", "data": {"id": 1}, "uid": uid})
+        assert calls == [{"id": 1}]  # the callback after the one that raised still ran
+        assert await asyncio.wait_for(waiting, 1) == {"id": 1}
+        assert isinstance(reading, Waiter)
 
     run(scenario())
 
