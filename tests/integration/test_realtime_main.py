@@ -486,7 +486,13 @@ async def test_cli_tail_prints_the_created_item_and_exits_0(rt, stack, api):
         # once init is printed the subscription is live
         while not lines or lines[-1].get("event") != "init":
             raw = await asyncio.wait_for(proc.stdout.readline(), WAIT)
-            assert raw, "the CLI ended before its subscription started"
+            if not raw:  # (seen once in CI, not reproduced: say what the CLI said)
+                await proc.wait()
+                err = (await proc.stderr.read()).decode()
+                raise AssertionError(
+                    f"the CLI ended (exit {proc.returncode}) before its subscription started: "
+                    + err
+                )
             lines.append(json.loads(raw))
         created = api(stack["token"]).post("/items/messages", rt.row(text))
         out, err = await asyncio.wait_for(proc.communicate(), WAIT)
