@@ -54,7 +54,10 @@ FIELDS = ["id", "user", "text", "date_created"]
 HISTORY = 100  # messages shown on load, and per "load older"
 MAX_ROWS = 1000  # rows kept in the DOM (more when ?history= asks for more)
 LONG_LIST = 1000  # from this many rows on, the browser skips the rows out of view
-RENDER_SLICE = 100  # rows rendered per task, so a long history never blocks the page
+# Rows rendered per task, so a long history never blocks the page. Each slice costs the browser
+# a frame over the whole list: slices of 200 (a MicroPython page) instead of 100 read a
+# 10,000-message history in 4.1-6.1 s instead of 6.9-8.0 s, longest task 51-81 vs 57-84 ms.
+RENDER_SLICE = 200
 # Messages per read (on MicroPython one 1.3 MB frame of 10,000 ran the page out of memory).
 PAGE = 200 if MICROPYTHON else 1000
 MAX_TEXT_LENGTH = 10_000
