@@ -624,9 +624,11 @@ class Outbox:
         if item_id in self.saved:
             self.write(self.saved - {item_id})  # (and not the newer writes: not due yet)
 
-    def take_over(self, items: list) -> None:
-        """Writes a previous visit saved, which this page now sends."""
+    def take_over(self) -> list:
+        """The writes a previous visit saved, which this page now sends."""
+        items = saved_outbox()
         self.saved.update(data["id"] for data in items)
+        return items
 
     def save(self) -> None:
         self.write(set(self.pending))
@@ -867,9 +869,7 @@ subscription = await directus.subscribe(  # noqa: F704
 subscription.listen(on_create)
 connected = directus.connect()  # the socket opens now; the rest runs during its handshake
 forget_secrets()
-previous = saved_outbox()  # writes a previous visit could not send
-outbox.take_over(previous)
-for data in previous:
+for data in outbox.take_over():  # writes a previous visit could not send
     send_item(data)
 try:
     await connected  # noqa: F704

@@ -158,10 +158,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Security-Policy", content_security_policy())
         self.send_header("X-Content-Type-Options", "nosniff")
 
-    def _send_bytes(self, status: int, body: bytes, ctype: str, head: bool) -> None:
+    def _send_bytes(
+        self, status: int, body: bytes, ctype: str, head: bool, etag: str | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if etag is not None:
+            self.send_header("ETag", etag)
         self.send_header("Cache-Control", "no-cache")
         self._common_headers()
         self.end_headers()
@@ -243,17 +247,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
             return
         tag = mpy.etag(data)
-        if self._not_modified(tag, "no-cache"):
-            return
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", BINARY_TYPES[".mpy"])
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", tag)
-        self.send_header("Cache-Control", "no-cache")
-        self._common_headers()
-        self.end_headers()
-        if not head:
-            self.wfile.write(data)
+        if not self._not_modified(tag, "no-cache"):
+            self._send_bytes(200, data, BINARY_TYPES[".mpy"], head, etag=tag)
 
     def do_GET(self) -> None:
         self._serve(head=False)
