@@ -75,7 +75,7 @@ SNAPSHOT_JS = """() => {
         })),
         userMarks: Object.fromEntries(
             performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])),
-        rows: document.querySelectorAll('#messages > li.message[data-id]').length,
+        rows: document.querySelectorAll('#messages li.message[data-id]').length,
     };
 }"""
 
@@ -88,13 +88,15 @@ LATENCY_JS = """async ({n, prefix, timeoutMs}) => {
         for (const record of records) {
             for (const node of record.addedNodes) {
                 if (node.nodeType !== 1) continue;
-                const text = node.querySelector('.text');
-                const done = text && waiting.get(text.textContent);
-                if (done) { waiting.delete(text.textContent); done(at); }
+                // A row, or (our page) a new chunk of rows.
+                for (const text of node.querySelectorAll('.text')) {
+                    const done = waiting.get(text.textContent);
+                    if (done) { waiting.delete(text.textContent); done(at); }
+                }
             }
         }
     });
-    observer.observe(list, {childList: true});
+    observer.observe(list, {childList: true, subtree: true});  // (our rows are in chunks)
     const latencies = [];
     let misses = 0;
     for (let i = 0; i < n && misses <= 3; i++) {

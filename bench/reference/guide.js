@@ -4,7 +4,7 @@
 // - the SDK (@directus/sdk 26.0.0) is imported from this server's copy, not from unpkg;
 // - the Directus URL and token come from the query string (?url=...&token=...);
 // - the subscription asks for id and date_created too (the guide: user, text), so rows can
-//   carry data-id; each item is rendered as our page does (#messages > li.message[data-id]
+//   carry data-id; each item is rendered as our page renders it (li.message[data-id]
 //   with .user, .text and a <time>, set as text);
 // - body[data-subscribed] is set when the subscription's first (init) message arrives;
 // - ?history=N reads the latest N messages over REST, renders them, sets body[data-history];

@@ -108,7 +108,7 @@ def test_compose_form_sends_a_message(open_page, stack):
 
 # Where the newest row is: its top and bottom, the sticky compose form's top, the scroll offset.
 NEWEST_ROW_JS = """() => {
-    const row = document.querySelector('#messages').lastElementChild.getBoundingClientRect();
+    const row = [...document.querySelectorAll('#messages .message')].at(-1).getBoundingClientRect();
     const compose = document.querySelector('#compose').getBoundingClientRect();
     return {top: row.top, bottom: row.bottom, composeTop: compose.top, scrollY: window.scrollY};
 }"""
@@ -133,7 +133,7 @@ def test_new_messages_are_followed_at_the_bottom_and_leave_a_reader_above_in_pla
         assert result["ok"], result
         probe.wait_rendered(result["value"]["id"])
         probe.page.wait_for_function(
-            "() => { const r = document.querySelector('#messages').lastElementChild"
+            "() => { const r = [...document.querySelectorAll('#messages .message')].at(-1)"
             ".getBoundingClientRect(); return r.bottom <= document.querySelector('#compose')"
             ".getBoundingClientRect().top && r.top >= 0; }",
             timeout=STEP_MS,
@@ -345,12 +345,12 @@ def test_a_10000_message_history_is_shown_in_full(open_page, stack):
     probe.page.wait_for_selector("body[data-history=true]", state="attached", timeout=120_000)
 
     created = probe.page.evaluate(
-        "[...document.querySelectorAll('#messages > li.message')].map((r) => r.dataset.created)"
+        "[...document.querySelectorAll('#messages li.message')].map((r) => r.dataset.created)"
     )
     assert len(created) == wanted
     assert created == sorted(created), "rows are not in date_created order"
     ids = probe.page.evaluate(
-        "new Set([...document.querySelectorAll('#messages > li.message')].map((r) => r.dataset.id))"
+        "new Set([...document.querySelectorAll('#messages li.message')].map((r) => r.dataset.id))"
         ".size"
     )
     assert ids == wanted, "a message is shown twice"

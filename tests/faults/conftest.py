@@ -245,7 +245,7 @@ class PageProbe:
     async def ids(self) -> list[str]:
         """The data-id of every li.message in #messages, in document order."""
         return await self.page.eval_on_selector_all(
-            "#messages > li.message", "rows => rows.map(row => row.dataset.id)"
+            "#messages li.message", "rows => rows.map(row => row.dataset.id)"
         )
 
     async def fire_create(self, label: str, text: str, user: str) -> str:
