@@ -1,7 +1,7 @@
 """``make bench`` (``python -m bench``): our PyScript page side by side with the guide's JS page.
 
 Both pages run in Debian's Chromium (Playwright, headless, one browser), against the local
-stack's Directus, alternating (ABAB...) so that drift on the machine hits both alike:
+stack's Directus, taking turns (ABBA...) so that drift on the machine hits both alike:
 
 - start-up: navigation to ``body[data-subscribed]`` (the create subscription's init arrived),
   cold cache (a fresh browser context) and warm cache (a second navigation in it);

@@ -368,16 +368,24 @@ def breakdown(cold: dict[str, list[Snap]], warm: dict[str, list[Snap]]) -> list[
     return out
 
 
+def rounds_of(env: dict[str, Any]) -> str:
+    rounds, creates = env.get("latency_rounds"), env.get("creates")
+    if not rounds or not creates:
+        return "4 rounds of 50"  # runs saved before these were recorded
+    return f"{rounds} rounds of {-(-creates // rounds)}"
+
+
 def notes(env: dict[str, Any], latency: dict[str, dict[str, Any]], errors) -> list[str]:
     out = [
         "How: one headless Chromium; cold = a fresh browser context, warm = a second navigation "
         "in it, 1 s after the first was subscribed. create → render: in the page, from calling "
         "`create_item(text, user)` to the "
         "row in `#messages` (MutationObserver), sequentially, in alternating rounds of a fresh "
-        "page each (4 rounds of 50); the guide's `createItem` is fire "
-        "and forget. The history: our page reads it over the socket, the JS page over REST; "
-        "“data arrival” is the first big socket frame (ours reads in pages: 200 rows on "
-        "MicroPython, 1,000 on Pyodide) or the REST response's end. Tasks: the "
+        f"page each ({rounds_of(env)}); the guide's `createItem` is fire "
+        "and forget. The pages take turns, ABBA, in every phase. The history: our page reads "
+        "it over the socket, the JS page over REST; "
+        "“data arrival” is the first big socket frame (ours reads in pages of 1,000 rows) or "
+        "the REST response's end. Tasks: the "
         "browser's `longtask` entries (> 50 ms). Event-loop stall: a 16 ms timer in the page "
         "firing over 50 ms late; it also sees work run in microtask checkpoints outside any "
         "task (as Pyodide's start-up often is), the layout after a task, and timers starved "

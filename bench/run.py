@@ -38,8 +38,10 @@ SLOW_HISTORY_MS = 30_000  # a page this slow on the history gets one run, not th
 SETTLE_MS = 1000  # after subscribed, before the latency series (our page reads its history)
 # The creates are split over this many alternating rounds (a fresh page each): one page's
 # round can land on a slow spell of this shared machine (a round's p50 moved by up to 4 ms
-# between two rounds of the same page), and shorter rounds spread such spells over both.
-LATENCY_ROUNDS = 4
+# between two rounds of the same page, and Directus's own create time drifted from 19.7 to
+# 14.5 ms within a minute, measured with a plain WebSocket client), and shorter rounds spread
+# such spells over both pages. Every phase also takes the pages in turn, ABBA (in_turn).
+LATENCY_ROUNDS = 8
 BUDGET_S = 570  # the whole run; every phase stops its rounds early when its share is used
 
 REFERENCE_PATH = "bench/reference/index.html"
@@ -112,6 +114,12 @@ LATENCY_JS = """async ({n, prefix, timeoutMs}) => {
     observer.disconnect();
     return {latencies, misses};
 }"""
+
+
+def in_turn(n: int) -> tuple[Target, ...]:
+    """The pages in round ``n``: ours first, then the JS page first, and so on (ABBA), so a
+    drift of the machine or of Directus across a round weighs on both alike."""
+    return TARGETS if n % 2 == 0 else TARGETS[::-1]
 
 
 class BenchError(RuntimeError):
@@ -227,7 +235,7 @@ class Runner:
             if n and not self.left(deadline):
                 self.say(f"  start-up: time is up after {n} rounds")
                 break
-            for target in TARGETS:
+            for target in in_turn(n):
                 context, page = self.open(target)
                 try:
                     url = self.url(target)
@@ -259,7 +267,7 @@ class Runner:
             if n and not self.left(deadline):
                 self.say(f"  latency: time is up after {n} rounds")
                 break
-            for target in TARGETS:
+            for target in in_turn(n):
                 context, page = self.open(target)
                 try:
                     self.load(page, self.url(target), "subscribed", BOOT_TIMEOUT_MS)
@@ -298,7 +306,7 @@ class Runner:
             if n and not self.left(deadline):
                 self.say(f"  history: time is up after {n} rounds")
                 break
-            for target in TARGETS:
+            for target in in_turn(n):
                 if target.key in slow:
                     continue
                 context, page = self.open(target)
@@ -382,7 +390,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5, help="start-up rounds (cold + warm)")
+    parser.add_argument("--rounds", type=int, default=7, help="start-up rounds (cold + warm)")
     parser.add_argument("--creates", type=int, default=200, help="create-to-render samples")
     parser.add_argument("--history", type=int, default=10_000, help="history size")
     parser.add_argument("--history-rounds", type=int, default=3)
@@ -449,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     env["seconds"] = time.monotonic() - t0
     env["messages"] = have
     env["history"] = args.history
+    env["latency_rounds"], env["creates"] = LATENCY_ROUNDS, args.creates
     raw = {"env": env, "startup": startup, "latency": latency, "history": history, "errors": errors}
     RAW_FILE.parent.mkdir(parents=True, exist_ok=True)
     RAW_FILE.write_text(json.dumps(raw, default=str))

@@ -88,6 +88,48 @@ def test_updates_change_a_message_in_place_and_deletes_remove_it(open_page, stac
     probe.wait_until(lambda: row_text(probe, item_id) is None, what="the delete")
 
 
+# #messages' children: each chunk's tag, its role and the date_created of its rows.
+CHUNKS_JS = """() => [...document.querySelector('#messages').children].map((chunk) => ({
+    tag: chunk.tagName, role: chunk.getAttribute('role'),
+    created: [...chunk.children].map((row) => row.dataset.created),
+    ids: [...chunk.children].map((row) => row.dataset.id),
+}))"""
+
+
+def test_rows_come_in_chunks_of_up_to_100_in_date_order_and_an_emptied_chunk_goes(open_page, stack):
+    """#messages holds its rows in ol.chunk elements of at most 100 (the browser skips the
+    chunks out of view). A history of 150 and 60 live messages stay in date_created order
+    across chunks; deleting every row of a chunk removes the chunk too."""
+    tag = marker()
+    rest(
+        stack, "POST", "/items/messages", [{"text": f"{tag} h{n}", "user": "c"} for n in range(150)]
+    )
+    probe = open_page("chunks")
+    probe.goto(stack["app_url"], history="150")
+    probe.page.wait_for_selector('body[data-history="true"]', timeout=BOOT_MS)
+    chunks = probe.page.evaluate(CHUNKS_JS)
+    assert [len(c["ids"]) for c in chunks] == [100, 50]
+    assert {(c["tag"], c["role"]) for c in chunks} == {("OL", "none")}
+    for n in range(60):
+        result = probe.create_item(f"{tag} live {n}", "c")
+        assert result["ok"], result
+    probe.wait_until(
+        lambda: len([r for r in probe.rendered() if r["text"].startswith(tag)]) == 210,
+        what="the 60 live messages",
+    )
+    chunks = probe.page.evaluate(CHUNKS_JS)
+    assert [len(c["ids"]) for c in chunks] == [100, 100, 10]
+    created = [when for chunk in chunks for when in chunk["created"]]
+    assert created == sorted(created)
+    assert [r["text"] for r in probe.rendered()][-60:] == [f"{tag} live {n}" for n in range(60)]
+
+    rest(stack, "DELETE", "/items/messages", chunks[-1]["ids"], token=stack["editor_token"])
+    probe.wait_until(
+        lambda: [len(c["ids"]) for c in probe.page.evaluate(CHUNKS_JS)] == [100, 100],
+        what="the last chunk gone with its 10 rows",
+    )
+
+
 def test_compose_form_sends_a_message(open_page, stack):
     probe = ready_page(open_page, stack, "compose")
     text = marker() + " from the form"
