@@ -81,9 +81,10 @@ def log(value) -> None:
     about 1 ms. Lines keep their order. (Also, called from Python the console would record a
     stack dozens of interpreter frames deep; a timer's stack is one frame.)
     """
-    window.setTimeout(console.log.bind(console, value), 0)
+    set_timeout(console_log, 0, value)
 
 
+set_timeout, console_log = window.setTimeout, console.log  # (both work unbound)
 status = document.getElementById("status")
 messages = document.getElementById("messages")
 rows = {}  # id -> li.message, in the DOM
