@@ -156,6 +156,29 @@ NEWEST_ROW_JS = """() => {
 }"""
 
 
+@pytest.mark.parametrize(
+    ("history", "width"), [("100", 900), ("150", 900), ("1000", 900), ("100", 390)]
+)
+def test_the_page_opens_with_the_newest_message_in_view(open_page, stack, history, width):
+    """On load the list ends at the newest message, shown whole above the sticky compose form,
+    with the history in one chunk, two, or ten, and on a phone (where the form takes two
+    lines)."""
+    from bench.seed import ensure_messages
+
+    assert ensure_messages(stack, int(history), say=lambda _: None) >= int(history)
+    probe = open_page("opens at the bottom")
+    probe.page.set_viewport_size({"width": width, "height": 700})
+    probe.goto(stack["app_url"], history=history)
+    probe.page.wait_for_selector('body[data-history="true"]', state="attached", timeout=BOOT_MS)
+    probe.page.wait_for_function(
+        "() => { const r = [...document.querySelectorAll('#messages .message')].at(-1)"
+        ".getBoundingClientRect(); return r.bottom <= document.querySelector('#compose')"
+        ".getBoundingClientRect().top && r.top >= 0; }",
+        timeout=STEP_MS,
+    )
+    assert len(probe.rendered()) == int(history)
+
+
 def test_new_messages_are_followed_at_the_bottom_and_leave_a_reader_above_in_place(
     open_page, stack
 ):
