@@ -103,6 +103,7 @@ def test_messages_has_the_expected_fields(admin_api):
     assert fields["id"]["meta"]["special"] == ["uuid"]
     assert fields["date_created"]["type"] == "timestamp"
     assert "date-created" in fields["date_created"]["meta"]["special"]
+    assert fields["date_created"]["schema"]["is_indexed"] is True  # history reads sort by it
     assert fields["text"]["type"] == "text"
     assert fields["user"]["type"] == "string"
 
