@@ -277,6 +277,12 @@ def test_settings_panel_connects_and_remembers_only_when_asked(open_page, stack)
         " localStorage.getItem('directus-realtime:settings')]"
     )
     assert stored[0] is None and json.loads(stored[1])["url"] == stack["directus_url"]
+    # A new visit connects with what was remembered, and the panel shows it.
+    probe.page.reload()
+    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_MS)
+    probe.page.click("#settings summary")
+    assert probe.page.input_value("#settings-form input[name=url]") == stack["directus_url"]
+    assert probe.page.is_checked("#settings-form input[name=remember]")
 
 
 def free_port() -> int:
