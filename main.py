@@ -91,10 +91,13 @@ def log(value) -> None:
     """
     logs.append(value)
     if len(logs) == 1:
-        set_timeout(write_logs_later, 0)
+        log_timer["id"] = set_timeout(write_logs_later, 0)
 
 
 def write_logs() -> None:
+    if not logs:
+        return
+    clear_timeout(log_timer["id"])  # (called after a row, the timer has nothing left to write)
     batch = logs[:]
     logs.clear()
     for value in batch:
@@ -102,7 +105,9 @@ def write_logs() -> None:
 
 
 logs = []  # what log() was given and the console has not been handed yet
-set_timeout, queue_microtask = window.setTimeout, window.queueMicrotask  # (they work unbound)
+log_timer = {"id": 0}  # the timer that writes them when no row comes (see on_create)
+set_timeout, clear_timeout = window.setTimeout, window.clearTimeout  # (they work unbound)
+queue_microtask = window.queueMicrotask
 console_log = console.log
 status = document.getElementById("status")
 messages = document.getElementById("messages")
@@ -447,7 +452,7 @@ def next_task():
     220 ms instead of five, measured.)
     """
     deferred = window.Promise.withResolvers()
-    window.setTimeout(deferred.resolve, 0)
+    set_timeout(deferred.resolve, 0)
     return deferred.promise
 
 
@@ -710,7 +715,7 @@ class Outbox:
         if not directus.is_connected:
             self.save()
         elif self.timer is None:
-            self.timer = window.setTimeout(self.save_later, OUTBOX_DELAY_MS)
+            self.timer = set_timeout(self.save_later, OUTBOX_DELAY_MS)
 
     def done(self, item_id: str) -> None:
         """Stored, or refused for good: nothing left to send."""

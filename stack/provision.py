@@ -98,9 +98,9 @@ def ensure_collection(api: DirectusAPI, changes: list[str]) -> None:
                 raise RuntimeError(f"collection {COLLECTION} exists without primary key id")
             api.post(f"/fields/{COLLECTION}", spec)
             changes.append(f"created field {COLLECTION}.{spec['field']}")
-        elif spec["schema"].get("is_indexed") and not (have[spec["field"]].get("schema") or {}).get(
-            "is_indexed"
-        ):
+            continue
+        indexed = (have[spec["field"]].get("schema") or {}).get("is_indexed")
+        if spec["schema"].get("is_indexed") and not indexed:
             api.patch(f"/fields/{COLLECTION}/{spec['field']}", {"schema": {"is_indexed": True}})
             changes.append(f"indexed {COLLECTION}.{spec['field']}")
 
