@@ -139,6 +139,10 @@ def content_security_policy() -> str:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
+    # Headers and body go out in two writes: with Nagle's algorithm on, the body of every
+    # response after the first on a kept-alive connection waited for the browser's delayed ACK
+    # (about 40 ms on loopback, measured: 43 ms per 200 response, 5 ms for the first).
+    disable_nagle_algorithm = True
     server_version = "directus-realtime-dev"
     root: Path = paths.ROOT
     stack_json: Path = paths.STACK_JSON
