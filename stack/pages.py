@@ -14,13 +14,14 @@ import re
 from pathlib import Path
 
 START, END = "<!-- interpreter:start -->", "<!-- interpreter:end -->"
-# index.html's script tag with its inline JSON configuration (and the comment just above it).
+# index.html's script tag with its inline JSON configuration (and the comment just above it),
+# and the Python in it, which imports main.py.
 MICROPYTHON_SCRIPT = re.compile(
     r"(?:<!--(?:(?!-->).)*-->\s*)?"
-    r"""<script type="mpy" src="\./main\.py" config='(\{.*?\})'></script>""",
+    r"""<script type="mpy" config='(\{.*?\})'>(.*?)</script>""",
     re.DOTALL,
 )
-PYODIDE_SCRIPT = '<script type="py" src="./main.py" config="./pyscript.toml"></script>'
+PYODIDE_SCRIPT = '<script type="py" config="./pyscript.toml">{code}</script>'
 PYODIDE_PRELOADS = [
     '<link rel="modulepreload" href="./static/runtime/pyodide/pyodide.mjs">',
     '<link rel="preload" href="./static/runtime/pyodide/pyodide.asm.wasm" as="fetch" '
@@ -48,7 +49,12 @@ def pyodide_page(index_html: str) -> str:
         "<title>Directus realtime, in Python</title>",
         "<title>Directus realtime, in Python (Pyodide)</title>",
     )
-    return MICROPYTHON_SCRIPT.sub(PYODIDE_SCRIPT, page)
+    return MICROPYTHON_SCRIPT.sub(pyodide_script, page)
+
+
+def pyodide_script(found: re.Match) -> str:
+    """index.html's script tag on Pyodide: the same Python, pyscript.toml's configuration."""
+    return PYODIDE_SCRIPT.format(code=found.group(2))
 
 
 def micropython_config(index_html: str) -> dict:
@@ -56,7 +62,7 @@ def micropython_config(index_html: str) -> dict:
     found = MICROPYTHON_SCRIPT.findall(index_html)
     if len(found) != 1:
         raise ValueError('index.html has no single <script type="mpy"> with a config')
-    return json.loads(found[0])
+    return json.loads(found[0][0])
 
 
 def write_pyodide_page(root: Path) -> Path | None:

@@ -7,8 +7,9 @@
   never dot-files or __pycache__.
 - ``/local-stack.json`` answers ``{"directus_url", "token"}`` of the local stack (the demo
   user's static token, from var/stack.json), so the page works with no query parameters.
-- ``/directus_realtime/<name>.mpy`` is ``<name>.py`` compiled to MicroPython bytecode, which
-  the MicroPython page imports without compiling (stack/mpy.py).
+- ``/main.mpy`` and ``/directus_realtime/<name>.mpy`` are ``main.py`` and ``<name>.py``
+  compiled to MicroPython bytecode, which the MicroPython page imports without compiling
+  (stack/mpy.py).
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
 - Every answer carries a Content-Security-Policy: scripts only from this server (plus
@@ -207,7 +208,9 @@ class Handler(BaseHTTPRequestHandler):
         if url_path == "/local-stack.json":
             self._local_stack(head)
             return
-        if url_path.startswith("/directus_realtime/") and url_path.endswith(".mpy"):
+        if url_path == "/main.mpy" or (
+            url_path.startswith("/directus_realtime/") and url_path.endswith(".mpy")
+        ):
             self._bytecode(url_path, head)
             return
         file = resolve(self.root, url_path)

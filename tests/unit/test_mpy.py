@@ -45,14 +45,20 @@ def test_a_syntax_error_is_reported_with_its_line(tmp_path):
         mpy.compiled(source, "bad.py")
 
 
-def test_the_page_loads_every_browser_module_of_the_library_as_mpy():
+def test_the_page_loads_main_py_and_every_browser_module_of_the_library_as_mpy():
     files = micropython_config((paths.ROOT / "index.html").read_text())["files"]
-    browser_side = {
+    browser_side = {"main.py"} | {
         p.relative_to(paths.ROOT).as_posix()
         for p in LIBRARY.rglob("*.py")
         if p.name not in ("cli.py", "cpython.py")  # CPython only
     }
     assert {f"./{name[:-3]}.mpy" for name in browser_side} == set(files) == set(files.values())
+
+
+def test_main_py_compiles_to_mpy_as_a_module():
+    """index.html imports main.py as bytecode: no top-level await (mpy-cross refuses it)."""
+    data = mpy.compiled(paths.ROOT / "main.py", "main.py")
+    assert data[:2] == b"M\x06" and b"main.py" in data
 
 
 def test_warm_compiles_the_library_ahead_of_the_first_request():

@@ -24,11 +24,17 @@ def body(html: str) -> str:
 
 def test_the_pyodide_page_is_index_html_on_pyodide():
     page = pyodide_page(INDEX)
-    assert PYODIDE_SCRIPT in page and not MICROPYTHON_SCRIPT.search(page)
+    code = MICROPYTHON_SCRIPT.search(INDEX).group(2)
+    assert "from main import start" in code and "await start()" in code
+    assert PYODIDE_SCRIPT.format(code=code) in page and not MICROPYTHON_SCRIPT.search(page)
     assert "micropython" not in page and ".mpy" not in page
     assert "./static/runtime/pyodide/pyodide.asm.wasm" in page
     assert "./static/runtime/pyodide/python_stdlib.zip" in page
-    assert body(page) == MICROPYTHON_SCRIPT.sub(PYODIDE_SCRIPT, body(INDEX))
+    assert body(page) == MICROPYTHON_SCRIPT.sub(PYODIDE_SCRIPT.format(code=code), body(INDEX))
+    # The same Python on both: what index.html gets as bytecode, pyodide.html as source.
+    pyodide_files = tomllib.loads((paths.ROOT / "pyscript.toml").read_text())["files"]
+    mpy_files = micropython_config(INDEX)["files"]
+    assert {f[:-4] for f in mpy_files} == {f[:-3] for f in pyodide_files if f.endswith(".py")}
 
 
 def test_index_html_without_its_markers_is_refused():
@@ -56,12 +62,14 @@ def preloaded(html: str) -> set[str]:
 
 
 def test_the_page_preloads_every_file_python_reads_and_nothing_else():
-    """PyScript fetches [files] and main.py only once the interpreter is up; the MicroPython
-    page asks for them at once instead (measured: about 15-20 ms sooner subscribed on a warm
-    cache). Pyodide takes seconds to start: its build preloads only its runtime and wheel."""
+    """PyScript fetches [files] (main.py among them) only once the interpreter is up; the
+    MicroPython page asks for them at once instead (measured: about 15-20 ms sooner subscribed
+    on a warm cache). Pyodide takes seconds to start: its build preloads only its runtime and
+    wheel."""
     files = set(micropython_config(INDEX)["files"])
     runtime = {f for f in preloaded(INDEX) if f.startswith("./static/runtime/")}
-    assert preloaded(INDEX) - runtime == {"./main.py"} | files
+    assert "./main.mpy" in files
+    assert preloaded(INDEX) - runtime == files
     assert all("/runtime/micropython/" in f for f in runtime)
 
     pyodide_files = set(tomllib.loads((paths.ROOT / "pyscript.toml").read_text())["files"])
