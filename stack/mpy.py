@@ -85,5 +85,11 @@ def warm(root: Path) -> threading.Thread:
     return thread
 
 
+def stamp(data: bytes) -> str:
+    """What index.html appends to a bytecode file's URL (``?v=``), so that the browser may keep
+    it for good: a new build has a new URL (stack/pages.py, ``versioned``)."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def etag(data: bytes) -> str:
-    return '"mpy-' + hashlib.sha256(data).hexdigest()[:16] + '"'
+    return '"mpy-' + stamp(data) + '"'

@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from . import mpy
+
 START, END = "<!-- interpreter:start -->", "<!-- interpreter:end -->"
 # index.html's script tag with its inline JSON configuration (and the comment just above it),
 # and the Python in it, which imports main.py.
@@ -63,6 +65,23 @@ def micropython_config(index_html: str) -> dict:
     if len(found) != 1:
         raise ValueError('index.html has no single <script type="mpy"> with a config')
     return json.loads(found[0][0])
+
+
+def versioned(index_html: str, root: Path) -> str:
+    """index.html as the page server sends it: each bytecode file in the MicroPython config's
+    [files] asked for as ``<url>?v=<version of its bytecode>``, which the server lets the browser
+    keep without asking again (``immutable``). A warm load then reads them from its cache with
+    no request at all; revalidating the eight of them (and preloading them, which it needed)
+    kept MicroPython from starting for 20-40 ms (measured: 132 vs 90-104 ms from navigation).
+    A file that does not compile keeps its plain URL, whose answer says why."""
+    for url in micropython_config(index_html)["files"]:
+        name = url.removeprefix("./").removesuffix(".mpy") + ".py"
+        try:
+            stamp = mpy.stamp(mpy.compiled((root / name).resolve(), name))
+        except (mpy.CompileError, OSError):
+            continue
+        index_html = index_html.replace(f'"{url}": ', f'"{url}?v={stamp}": ', 1)
+    return index_html
 
 
 def write_pyodide_page(root: Path) -> Path | None:

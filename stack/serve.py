@@ -9,7 +9,8 @@
   user's static token, from var/stack.json), so the page works with no query parameters.
 - ``/main.mpy`` and ``/directus_realtime/<name>.mpy`` are ``main.py`` and ``<name>.py``
   compiled to MicroPython bytecode, which the MicroPython page imports without compiling
-  (stack/mpy.py).
+  (stack/mpy.py). index.html is sent with their URLs stamped ``?v=<version of the bytecode>``
+  (stack/pages.py), and a stamped URL that matches is ``immutable``.
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
 - Every answer carries a Content-Security-Policy: scripts only from this server (plus
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import email.utils
+import hashlib
 import json
 import os
 import posixpath
@@ -164,14 +166,20 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
 
     def _send_bytes(
-        self, status: int, body: bytes, ctype: str, head: bool, etag: str | None = None
+        self,
+        status: int,
+        body: bytes,
+        ctype: str,
+        head: bool,
+        etag: str | None = None,
+        caching: str = "no-cache",
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if etag is not None:
             self.send_header("ETag", etag)
-        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Cache-Control", caching)
         self._common_headers()
         self.end_headers()
         if not head:
@@ -204,14 +212,18 @@ class Handler(BaseHTTPRequestHandler):
         self._send_bytes(200, data, "application/json; charset=utf-8", head)
 
     def _serve(self, head: bool) -> None:
-        url_path = urllib.parse.urlsplit(self.path).path
+        url = urllib.parse.urlsplit(self.path)
+        url_path = url.path
         if url_path == "/local-stack.json":
             self._local_stack(head)
             return
         if url_path == "/main.mpy" or (
             url_path.startswith("/directus_realtime/") and url_path.endswith(".mpy")
         ):
-            self._bytecode(url_path, head)
+            self._bytecode(url_path, urllib.parse.parse_qs(url.query).get("v", [""])[0], head)
+            return
+        if url_path in ("/", "/index.html"):
+            self._index(head)
             return
         file = resolve(self.root, url_path)
         if file is None:
@@ -242,7 +254,20 @@ class Handler(BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-    def _bytecode(self, url_path: str, head: bool) -> None:
+    def _index(self, head: bool) -> None:
+        """index.html, its bytecode files asked for by version (pages.versioned)."""
+        try:
+            html = pages.versioned((self.root / "index.html").read_text(), self.root)
+        except (OSError, ValueError):
+            self._not_found(head)
+            return
+        data = html.encode()
+        tag = '"index-' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        if not self._not_modified(tag, "no-cache"):
+            self._send_bytes(200, data, "text/html; charset=utf-8", head, etag=tag)
+
+    def _bytecode(self, url_path: str, wanted: str, head: bool) -> None:
+        """The .mpy of a .py; kept for good by the browser when asked for by its version."""
         source = resolve(self.root, url_path.removesuffix(".mpy") + ".py")
         if source is None:
             self._not_found(head)
@@ -254,8 +279,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
             return
         tag = mpy.etag(data)
-        if not self._not_modified(tag, "no-cache"):
-            self._send_bytes(200, data, BINARY_TYPES[".mpy"], head, etag=tag)
+        caching = IMMUTABLE if wanted == mpy.stamp(data) else "no-cache"
+        if not self._not_modified(tag, caching):
+            self._send_bytes(200, data, BINARY_TYPES[".mpy"], head, etag=tag, caching=caching)
 
     def do_GET(self) -> None:
         self._serve(head=False)

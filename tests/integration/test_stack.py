@@ -242,6 +242,34 @@ def test_page_server_answers_the_library_as_micropython_bytecode(stack):
         assert get(stack, path)[0] == 404, path
 
 
+def test_page_server_sends_the_bytecode_urls_stamped_and_keeps_them_for_good(stack):
+    """index.html goes out with ?v=<version> on each .mpy URL; that URL may be cached for good,
+    any other answer for the same file is revalidated (a stale or made-up stamp included)."""
+    import re
+
+    status, headers, body = get(stack, "/")
+    assert status == 200 and headers["cache-control"] == "no-cache"
+    stamped = re.findall(r'"\./([\w/]+\.mpy)\?v=([0-9a-f]{16})": ', body.decode())
+    assert ("main.mpy", stamped[-1][1]) in stamped and len(stamped) == 8
+    for path, stamp in stamped:
+        status, headers, data = get(stack, f"/{path}?v={stamp}")
+        assert status == 200 and data[:2] == b"M\x06", path
+        assert headers["cache-control"] == "public, max-age=31536000, immutable", path
+    for query in ("", "?v=0000000000000000"):
+        status, headers, _ = get(stack, "/main.mpy" + query)
+        assert status == 200 and headers["cache-control"] == "no-cache"
+
+    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
+    try:
+        _, headers, _ = get(stack, "/index.html")
+        conn.request("GET", "/", headers={"If-None-Match": headers["etag"]})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 304  # the same page, stamps and all
+    finally:
+        conn.close()
+
+
 def test_page_server_revalidates_with_etag(stack):
     _, headers, _ = get(stack, "/static/runtime/versions.json")
     conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
