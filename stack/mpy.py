@@ -12,6 +12,7 @@ bytecode. Nothing is written into the repository.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 import tempfile
@@ -85,9 +86,11 @@ def warm(root: Path) -> threading.Thread:
     return thread
 
 
+@functools.lru_cache(maxsize=64)
 def stamp(data: bytes) -> str:
     """What index.html appends to a bytecode file's URL (``?v=``), so that the browser may keep
-    it for good: a new build has a new URL (stack/pages.py, ``versioned``)."""
+    it for good: a new build has a new URL (stack/pages.py, ``versioned``). Remembered: every
+    index.html sent stamps all the files, and every answer for one carries its ``etag``."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 
