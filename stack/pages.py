@@ -1,10 +1,10 @@
-"""pyodide.html: index.html on Pyodide instead of MicroPython, written by the page server.
+"""The page's HTML as the page server sends it: index.html with its bytecode URLs stamped, and
+pyodide.html, the same page on Pyodide.
 
 index.html is the page (MicroPython: it boots in a fraction of a second). The Pyodide build is
 the same markup with Pyodide's runtime files preloaded and ``<script type="py">`` with
 pyscript.toml instead of index.html's inline configuration; writing it from index.html at every
-server start keeps one copy of the markup.
-The file is git-ignored.
+server start keeps one copy of the markup. The file is git-ignored.
 """
 
 from __future__ import annotations
@@ -67,17 +67,27 @@ def micropython_config(index_html: str) -> dict:
     return json.loads(found[0][0])
 
 
+def bytecode_sources(root: Path) -> list[str]:
+    """The sources root/index.html imports as bytecode (its MicroPython config's [files]);
+    none when there is no such page."""
+    try:
+        urls = micropython_config((root / "index.html").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [name for name in map(mpy.source_of, urls) if name is not None]
+
+
 def versioned(index_html: str, root: Path) -> str:
     """index.html as the page server sends it: each bytecode file in the MicroPython config's
     [files] asked for as ``<url>?v=<version of its bytecode>``, which the server lets the browser
-    keep without asking again (``immutable``). A warm load then reads them from its cache with
-    no request at all; revalidating the eight of them (and preloading them, which it needed)
-    kept MicroPython from starting for 20-40 ms (measured: 132 vs 90-104 ms from navigation).
-    A file that does not compile keeps its plain URL, whose answer says why."""
+    keep without asking again (``immutable``), so a warm load reads them from its cache with no
+    request at all. A file that does not compile keeps its plain URL, whose answer says why."""
     for url in micropython_config(index_html)["files"]:
-        name = url.removeprefix("./").removesuffix(".mpy") + ".py"
+        name = mpy.source_of(url)
+        if name is None:
+            continue
         try:
-            stamp = mpy.stamp(mpy.compiled((root / name).resolve(), name))
+            stamp = mpy.stamp(mpy.compiled_in(root, name))
         except (mpy.CompileError, OSError):
             continue
         index_html = index_html.replace(f'"{url}": ', f'"{url}?v={stamp}": ', 1)

@@ -1,19 +1,24 @@
 """The static page server: 127.0.0.1:APP_PORT, the page files of the repository and nothing else.
 
+- It answers only requests for ``127.0.0.1:<its port>`` or ``localhost:<its port>`` (the
+  ``Host`` header), and 421 to any other name: a web page whose own host name has been made to
+  resolve to 127.0.0.1 (DNS rebinding) cannot read the page server, /local-stack.json included.
 - ``/`` is index.html (the page, on MicroPython); ``/pyodide.html`` is the same page on Pyodide,
   written from index.html when the server starts (stack/pages.py). Other paths map to files
   under the repository root, but only below the
   top-level names in ALLOWED (deny by default: no var/, .venv/, stack/, .git/, tests/ ...), and
   never dot-files or __pycache__.
 - ``/local-stack.json`` answers ``{"directus_url", "token"}`` of the local stack (the demo
-  user's static token, from var/stack.json), so the page works with no query parameters.
-- ``/main.mpy`` and ``/directus_realtime/<name>.mpy`` are ``main.py`` and ``<name>.py``
-  compiled to MicroPython bytecode, which the MicroPython page imports without compiling
-  (stack/mpy.py). index.html is sent with their URLs stamped ``?v=<version of the bytecode>``
-  (stack/pages.py), and a stamped URL that matches is ``immutable``.
+  user's static token, from var/stack.json), so the page works with no query parameters. It
+  is ``no-store``: a secret stays out of every cache.
+- ``/main.mpy``, ``/directus_realtime/<name>.mpy`` and ``/page/<name>.mpy`` (mpy.SOURCES) are
+  the .py compiled to MicroPython bytecode, which the MicroPython page imports without
+  compiling (stack/mpy.py). index.html is sent with their URLs stamped ``?v=<version of the
+  bytecode>`` (stack/pages.py), and a stamped URL that matches is ``immutable``.
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
-- Every answer carries a Content-Security-Policy: scripts only from this server (plus
+- Every answer carries ``Referrer-Policy: no-referrer`` (the page's address can hold a token
+  until the page removes it) and a Content-Security-Policy: scripts only from this server (plus
   ``'wasm-unsafe-eval'`` for the interpreters' WebAssembly and ``'unsafe-eval'``, without which
   PyScript's core does not start: it evaluates strings), connections only to
   this server and to Directus on the loopback (any port: the local stack and the test
@@ -40,17 +45,8 @@ from pathlib import Path
 
 from . import mpy, pages, paths
 
-ALLOWED = frozenset(
-    {
-        "index.html",
-        "main.py",
-        "pyscript.toml",
-        "pyodide.html",
-        "static",
-        "directus_realtime",
-        "bench",
-    }
-)
+# Top-level names served; everything else in the repository is not (deny by default).
+ALLOWED = mpy.SOURCES | {"index.html", "pyscript.toml", "pyodide.html", "static", "bench"}
 
 TEXT_TYPES = {
     ".html": "text/html",
@@ -127,7 +123,7 @@ def content_security_policy() -> str:
     return "; ".join(
         [
             "default-src 'self'",
-            # PyScript's core evaluates strings (measured: blocked without 'unsafe-eval').
+            # PyScript's core evaluates strings: it does not start without 'unsafe-eval'.
             "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'",
             "style-src 'self' 'unsafe-inline'",
             "img-src 'self' data:",
@@ -143,8 +139,7 @@ def content_security_policy() -> str:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
     # Headers and body go out in two writes: with Nagle's algorithm on, the body of every
-    # response after the first on a kept-alive connection waited for the browser's delayed ACK
-    # (about 40 ms on loopback, measured: 43 ms per 200 response, 5 ms for the first).
+    # response after the first on a kept-alive connection would wait for the delayed ACK.
     disable_nagle_algorithm = True
     server_version = "directus-realtime-dev"
     root: Path = paths.ROOT
@@ -161,9 +156,32 @@ class Handler(BaseHTTPRequestHandler):
     def log_error(self, format: str, *args) -> None:
         super().log_message(format, *args)
 
-    def _common_headers(self) -> None:
+    def parse_request(self) -> bool:
+        """The request line and headers, then the ``Host`` check: a request for any other name
+        is answered 421 here, before any method sees it."""
+        if not super().parse_request():
+            return False
+        port = self.server.server_address[1]
+        if self.headers.get("Host", "").lower() in (f"{paths.HOST}:{port}", f"localhost:{port}"):
+            return True
+        self.close_connection = True
+        names = f"http://{paths.HOST}:{port}/ and http://localhost:{port}/"
+        body = f"This server answers only {names}.\n".encode()
+        self.send_response(HTTPStatus.MISDIRECTED_REQUEST)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return False
+
+    def end_headers(self) -> None:
+        """Every answer's own headers, then these (error pages and 304s included)."""
         self.send_header("Content-Security-Policy", content_security_policy())
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        super().end_headers()
 
     def _send_bytes(
         self,
@@ -180,7 +198,6 @@ class Handler(BaseHTTPRequestHandler):
         if etag is not None:
             self.send_header("ETag", etag)
         self.send_header("Cache-Control", caching)
-        self._common_headers()
         self.end_headers()
         if not head:
             self.wfile.write(body)
@@ -192,7 +209,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(HTTPStatus.NOT_MODIFIED)
         self.send_header("ETag", etag)
         self.send_header("Cache-Control", cache_control)
-        self._common_headers()
         self.end_headers()
         return True
 
@@ -204,12 +220,10 @@ class Handler(BaseHTTPRequestHandler):
             info = json.loads(self.stack_json.read_text())
             body = {"directus_url": info["directus_url"], "token": info["token"]}
         except (OSError, ValueError, KeyError):
-            self._send_bytes(
-                503, b'{"error": "the local stack is not up"}\n', "application/json", head
-            )
-            return
-        data = (json.dumps(body) + "\n").encode()
-        self._send_bytes(200, data, "application/json; charset=utf-8", head)
+            data, status = b'{"error": "the local stack is not up"}\n', 503
+        else:
+            data, status = (json.dumps(body) + "\n").encode(), 200
+        self._send_bytes(status, data, "application/json; charset=utf-8", head, caching="no-store")
 
     def _serve(self, head: bool) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -217,10 +231,9 @@ class Handler(BaseHTTPRequestHandler):
         if url_path == "/local-stack.json":
             self._local_stack(head)
             return
-        if url_path == "/main.mpy" or (
-            url_path.startswith("/directus_realtime/") and url_path.endswith(".mpy")
-        ):
-            self._bytecode(url_path, urllib.parse.parse_qs(url.query).get("v", [""])[0], head)
+        source = mpy.source_of(urllib.parse.unquote(url_path))
+        if source is not None:
+            self._bytecode(source, urllib.parse.parse_qs(url.query).get("v", [""])[0], head)
             return
         if url_path in ("/", "/index.html"):
             self._index(head)
@@ -246,7 +259,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
             self.send_header("ETag", etag)
             self.send_header("Cache-Control", IMMUTABLE if immutable else "no-cache")
-            self._common_headers()
             self.end_headers()
             if not head:
                 try:
@@ -266,15 +278,15 @@ class Handler(BaseHTTPRequestHandler):
         if not self._not_modified(tag, "no-cache"):
             self._send_bytes(200, data, "text/html; charset=utf-8", head, etag=tag)
 
-    def _bytecode(self, url_path: str, wanted: str, head: bool) -> None:
-        """The .mpy of a .py; kept for good by the browser when asked for by its version."""
-        source = resolve(self.root, url_path.removesuffix(".mpy") + ".py")
+    def _bytecode(self, name: str, wanted: str, head: bool) -> None:
+        """The .mpy of the source ``name``; kept for good by the browser when asked for by its
+        version (``wanted``)."""
+        source = resolve(self.root, urllib.parse.quote("/" + name))  # name is decoded already
         if source is None:
             self._not_found(head)
             return
-        name = source.relative_to(self.root.resolve()).as_posix()  # what tracebacks show
         try:
-            data = mpy.compiled(source, name)
+            data = mpy.compiled(source, name)  # name: what tracebacks show
         except (mpy.CompileError, OSError) as error:
             self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
             return
@@ -311,7 +323,7 @@ def make_server(
     verbose: bool = False,
 ) -> Server:
     pages.write_pyodide_page(root)
-    mpy.warm(root)
+    mpy.warm(root, pages.bytecode_sources(root))
     handler = type(
         "BoundHandler", (Handler,), {"root": root, "stack_json": stack_json, "verbose": verbose}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 
 import pytest
@@ -10,6 +11,7 @@ from stack import mpy, paths
 from stack.pages import (
     MICROPYTHON_SCRIPT,
     PYODIDE_SCRIPT,
+    bytecode_sources,
     micropython_config,
     pyodide_page,
     versioned,
@@ -84,9 +86,46 @@ def test_the_server_stamps_each_bytecode_url_with_its_version(tmp_path):
     assert set(files.values()) == set(micropython_config(INDEX)["files"].values())
     for url, path in files.items():
         plain, _, stamp = url.partition("?v=")
-        name = plain.removeprefix("./").removesuffix(".mpy") + ".py"
         assert plain == path
-        assert stamp == mpy.stamp(mpy.compiled((paths.ROOT / name).resolve(), name))
+        assert stamp == mpy.stamp(mpy.compiled_in(paths.ROOT, mpy.source_of(plain)))
 
     # No source to compile (here: an empty root): the plain URL, whose answer says why.
     assert versioned(INDEX, tmp_path) == INDEX
+
+
+def with_files(index_html: str, urls: list[str]) -> str:
+    """index.html whose MicroPython [files] are ``urls``."""
+    config = micropython_config(index_html)
+    config["files"] = {url: url for url in urls}
+    found = MICROPYTHON_SCRIPT.search(index_html)
+    start, end = found.span(1)
+    return index_html[:start] + json.dumps(config, indent=2) + index_html[end:]
+
+
+def test_the_page_packages_bytecode_is_stamped_too(tmp_path):
+    """A module of page/ is stamped like the library's; a URL that is no source's bytecode
+    (or a source that does not compile) keeps its plain URL."""
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "tiny.py").write_text("X = 1\n")
+    (tmp_path / "page" / "broken.py").write_text("def broken(:\n")
+    (tmp_path / "main.py").write_text("async def start():\n    pass\n")
+    urls = ["./main.mpy", "./page/tiny.mpy", "./page/broken.mpy", "./stack/core.mpy"]
+    index = with_files(INDEX, urls)
+    (tmp_path / "index.html").write_text(index)
+    assert bytecode_sources(tmp_path) == ["main.py", "page/tiny.py", "page/broken.py"]
+
+    stamped = micropython_config(versioned(index, tmp_path))["files"]
+    tiny = mpy.stamp(mpy.compiled_in(tmp_path, "page/tiny.py"))
+    main = mpy.stamp(mpy.compiled_in(tmp_path, "main.py"))
+    assert stamped == {
+        f"./main.mpy?v={main}": "./main.mpy",
+        f"./page/tiny.mpy?v={tiny}": "./page/tiny.mpy",
+        "./page/broken.mpy": "./page/broken.mpy",
+        "./stack/core.mpy": "./stack/core.mpy",
+    }
+
+
+def test_bytecode_sources_of_a_root_without_a_page_is_empty(tmp_path):
+    assert bytecode_sources(tmp_path) == []
+    (tmp_path / "index.html").write_text("<html></html>")
+    assert bytecode_sources(tmp_path) == []
