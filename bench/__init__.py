@@ -13,6 +13,6 @@ stack's Directus, taking turns (ABBA...) so that drift on the machine hits both 
 
 Every time is ``performance.now()`` in the page (navigation-relative), recorded by
 ``bench/instrument.js`` (an init script). The guide's page is ``bench/reference/``. The result
-is printed as a Markdown table and written into README.md between ``<!-- bench:start -->`` and
-``<!-- bench:end -->``.
+is printed as Markdown tables and written into bench/README.md (bench/report.py), with a line
+of its run history; README.md gets the headline figures.
 """

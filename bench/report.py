@@ -1,4 +1,5 @@
-"""Statistics, the Markdown report and its place in README.md."""
+"""Statistics, the Markdown report, and where it goes: its tables and a line of the run history
+into bench/README.md, the headline figures into the top-level README.md."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 from stack import paths
 
-README = paths.ROOT / "README.md"
+README = Path(__file__).resolve().parent / "README.md"  # bench/README.md: the tables
+TOP_README = paths.ROOT / "README.md"  # the headline figures only
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-PLACEHOLDER = "_`make bench` writes its table here._"
+HISTORY_START, HISTORY_END = "<!-- bench-history:start -->", "<!-- bench-history:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- bench-headline:start -->", "<!-- bench-headline:end -->"
 DASH = "—"
 
 Snap = dict[str, Any]
@@ -296,25 +299,36 @@ def header(env: dict[str, Any]) -> str:
     )
 
 
-def targets(startup, latency, history) -> str:
-    warm_py = med(startup["py"]["warm"], mark("subscribed"))
-    warm_js = med(startup["js"]["warm"], mark("subscribed"))
-    p50_py = percentile(latency["py"]["latencies"], 50)
-    p50_js = percentile(latency["js"]["latencies"], 50)
+def figures(startup, latency, history) -> dict[str, float | None]:
+    """The three figures the issue set targets for: warm start-up, create → render p50 (ours
+    and the JS page's), and our page's longest task while it renders the history."""
     found = [render_longest_task(s) for s in history["py"]]
-    worst = None if not found or None in found else max(found)
+    return {
+        "warm_py": med(startup["py"]["warm"], mark("subscribed")),
+        "warm_js": med(startup["js"]["warm"], mark("subscribed")),
+        "p50_py": percentile(latency["py"]["latencies"], 50),
+        "p50_js": percentile(latency["js"]["latencies"], 50),
+        "worst": None if not found or None in found else max(found),
+    }
+
+
+def targets(startup, latency, history) -> str:
+    f = figures(startup, latency, history)
 
     def check(ok: bool | None) -> str:
         return "n/a" if ok is None else ("met" if ok else "**not met**")
 
-    start_ok = None if warm_py is None or not warm_js else warm_py <= 1.5 * warm_js
-    lat_ok = None if p50_py is None or not p50_js else p50_py <= 1.1 * p50_js
-    hist_ok = None if worst is None else worst <= 100
+    def within(ours: float | None, theirs: float | None, factor: float) -> bool | None:
+        return None if ours is None or not theirs else ours <= factor * theirs
+
+    hist_ok = None if f["worst"] is None else f["worst"] <= 100
     return (
         "Targets (from the issue; not asserted): warm start-up ≤ 1.5x the JS page: "
-        f"{check(start_ok)} ({ratio(warm_py, warm_js)}); create → render p50 ≤ 1.1x: "
-        f"{check(lat_ok)} ({ratio(p50_py, p50_js)}); no task over 100 ms while "
-        f"our page renders the history: {check(hist_ok)} (worst {fmt_ms(worst)})."
+        f"{check(within(f['warm_py'], f['warm_js'], 1.5))} "
+        f"({ratio(f['warm_py'], f['warm_js'])}); create → render p50 ≤ 1.1x: "
+        f"{check(within(f['p50_py'], f['p50_js'], 1.1))} ({ratio(f['p50_py'], f['p50_js'])}); "
+        "no task over 100 ms while our page renders the history: "
+        f"{check(hist_ok)} (worst {fmt_ms(f['worst'])})."
     )
 
 
@@ -408,30 +422,75 @@ def notes(env: dict[str, Any], latency: dict[str, dict[str, Any]], errors) -> li
     return out
 
 
-# ----- README.md -----
+# ----- bench/README.md and README.md -----
+
+
+def history_row(env: dict[str, Any], f: dict[str, float | None], build: str) -> str:
+    """One line of bench/README.md's run history."""
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commit = (env.get("commit") or "?") + ("+" if env.get("changed") else "")
+    return (
+        f"| {when} | {commit} | {build} | {fmt_ms(f['warm_py'])} / {fmt_ms(f['warm_js'])} "
+        f"({ratio(f['warm_py'], f['warm_js'])}) | {fmt_ms(f['p50_py'])} / "
+        f"{fmt_ms(f['p50_js'])} ({ratio(f['p50_py'], f['p50_js'])}) | {fmt_task(f['worst'])} |"
+    )
+
+
+def headline(f: dict[str, float | None]) -> str:
+    """The top-level README's sentence about the last run of the MicroPython page."""
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    if f["worst"] == 0:
+        history = "no task over 50 ms while it renders"
+    else:
+        history = f"its longest task while it renders {fmt_ms(f['worst'])}"
+    return (
+        f"Last `make bench` ({when}), against the guide's own JS page: warm start-up "
+        f"{ratio(f['warm_py'], f['warm_js'])} its time ({fmt_ms(f['warm_py'])} vs "
+        f"{fmt_ms(f['warm_js'])}), create → render p50 {ratio(f['p50_py'], f['p50_js'])} "
+        f"({fmt_ms(f['p50_py'])} vs {fmt_ms(f['p50_js'])}); a 10,000-message history: "
+        f"{history}."
+    )
+
+
+def replace_between(content: str, start: str, end: str, text: str) -> str:
+    """content with what lies between the markers start and end replaced by text (the
+    markers are added at the end when missing)."""
+    block = f"{start}\n{text}\n{end}"
+    if start in content and end in content:
+        before, rest = content.split(start, 1)
+        return before + block + rest.split(end, 1)[1]
+    return content.rstrip("\n") + f"\n\n{block}\n"
 
 
 def write_readme(text: str, readme: Path = README, section: str = "micropython") -> None:
-    content = readme.read_text()
-    if section != "micropython":  # the other build: its own block, after the page's
-        start, end = f"<!-- bench-{section}:start -->", f"<!-- bench-{section}:end -->"
-        block = f"{start}\n{text}\n{end}"
-        if start in content and end in content:
-            before, rest = content.split(start, 1)
-            content = before + block + rest.split(end, 1)[1]
-        else:
-            content = content.replace(END, f"{END}\n\n{block}", 1)
-        readme.write_text(content)
-        return
-    block = f"{START}\n{text}\n{END}"
-    if START in content and END in content:
-        before, rest = content.split(START, 1)
-        _, after = rest.split(END, 1)
-        content = before + block + after
-    elif PLACEHOLDER in content:
-        content = content.replace(PLACEHOLDER, block, 1)
-    elif "\n## Benchmark\n" in content:
-        content = content.replace("\n## Benchmark\n", f"\n## Benchmark\n\n{block}\n", 1)
+    """The report's tables, in bench/README.md's block for this build of the page."""
+    if section == "micropython":
+        start, end = START, END
     else:
-        content = content.rstrip("\n") + f"\n\n## Benchmark\n\n{block}\n"
-    readme.write_text(content)
+        start, end = f"<!-- bench-{section}:start -->", f"<!-- bench-{section}:end -->"
+    readme.write_text(replace_between(readme.read_text(), start, end, text))
+
+
+def add_history(row: str, readme: Path = README) -> None:
+    """One more line at the end of bench/README.md's run history table."""
+    content = readme.read_text()
+    if HISTORY_START in content and HISTORY_END in content:
+        rows = content.split(HISTORY_START, 1)[1].split(HISTORY_END, 1)[0].strip("\n")
+    else:
+        rows = ""
+    if not rows:
+        rows = "\n".join(
+            [
+                "| measured | commit (+: uncommitted changes) | page | warm start-up, ours / JS "
+                "| create → render p50, ours / JS | longest task, 10k history |",
+                "|---|---|---|---:|---:|---:|",
+            ]
+        )
+    readme.write_text(replace_between(content, HISTORY_START, HISTORY_END, f"{rows}\n{row}"))
+
+
+def write_headline(text: str, readme: Path = TOP_README) -> None:
+    """The headline figures, in the top-level README (only where it has the markers)."""
+    content = readme.read_text()
+    if HEADLINE_START in content and HEADLINE_END in content:
+        readme.write_text(replace_between(content, HEADLINE_START, HEADLINE_END, text))

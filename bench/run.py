@@ -36,11 +36,9 @@ CREATE_TIMEOUT_MS = 10_000  # one create's row; more than 3 misses end the serie
 WARMUP_CREATES = 5
 SLOW_HISTORY_MS = 30_000  # a page this slow on the history gets one run, not three
 SETTLE_MS = 1000  # after subscribed, before the latency series (our page reads its history)
-# The creates are split over this many alternating rounds (a fresh page each): one page's
-# round can land on a slow spell of this shared machine (a round's p50 moved by up to 4 ms
-# between two rounds of the same page, and Directus's own create time drifted from 19.7 to
-# 14.5 ms within a minute, measured with a plain WebSocket client), and shorter rounds spread
-# such spells over both pages. Every phase also takes the pages in turn, ABBA (in_turn).
+# The creates are split over this many alternating rounds (a fresh page each): a slow spell
+# of the machine or of Directus then falls on both pages alike instead of on one page's round.
+# Every phase also takes the pages in turn, ABBA (in_turn).
 LATENCY_ROUNDS = 8
 BUDGET_S = 570  # the whole run; every phase stops its rounds early when its share is used
 
@@ -355,6 +353,7 @@ PAGE_FILES = [
     "main.py",
     "pyscript.toml",
     "directus_realtime",
+    "page",
     "static/app.css",
 ]
 
@@ -390,9 +389,8 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    # Start-up rounds: a page's warm loads spread over 50-90 ms within one run (207-302 ms for
-    # ours, 145-189 ms for the JS page, 2026-11-28); a median of 7 moved the ratio by 0.1
-    # between runs of the same code.
+    # Start-up rounds: single warm loads spread widely within a run, and fewer rounds made the
+    # median's ratio move between runs of the same code.
     parser.add_argument("--rounds", type=int, default=11, help="start-up rounds (cold + warm)")
     parser.add_argument("--creates", type=int, default=200, help="create-to-render samples")
     parser.add_argument("--history", type=int, default=10_000, help="history size")
@@ -417,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_raw:
         raw = json.loads(args.from_raw.read_text())
         args.history = raw["env"].get("history", args.history)
-        return publish(raw, args)
+        return publish(raw, args, new_run=False)
 
     def say(msg: str) -> None:
         print(msg, flush=True)
@@ -467,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     return publish(raw, args)
 
 
-def publish(raw: dict[str, Any], args: argparse.Namespace) -> int:
+def publish(raw: dict[str, Any], args: argparse.Namespace, new_run: bool = True) -> int:
+    """Print the report; write its tables into bench/README.md and, for a new run, a line of
+    its run history (and, for the MicroPython page, README.md's headline figures)."""
     text = report.render(
         raw["startup"], raw["latency"], raw["history"], raw["env"], raw.get("errors", {}), args
     )
@@ -477,5 +477,10 @@ def publish(raw: dict[str, Any], args: argparse.Namespace) -> int:
     print(text)
     if not args.no_readme:
         report.write_readme(text, section=args.page)
+        if new_run:
+            found = report.figures(raw["startup"], raw["latency"], raw["history"])
+            report.add_history(report.history_row(raw["env"], found, build.split(":")[0]))
+            if args.page == "micropython":
+                report.write_headline(report.headline(found))
         print(f"(written into {report.README}; every snapshot in {RAW_FILE})")
     return 0
