@@ -43,8 +43,8 @@ class Waiter:
 
     ``await`` it, or have ``add_done_callback(callback)`` call ``callback(waiter)`` the moment it
     is set. A callback runs inside the socket's message event, with no turn of the event loop in
-    between: in PyScript a turn is a browser task (a timer, about 1 ms on MicroPython), which
-    a page that settles a JS Promise from Python can skip.
+    between: in PyScript a turn is a browser task, which a page that settles a JS Promise from
+    Python can skip.
     """
 
     def __init__(self):
@@ -163,11 +163,10 @@ class Subscription:
         """Hand each message to ``callback(message)`` as it arrives, instead of ``async for``.
 
         The callback runs inside the socket's message event, with no turn of the event loop in
-        between. An ``async for`` loop resumes one turn later, and in Pyodide a turn is a
-        browser task: 1.5-2 ms per message, measured in Chromium (a third of the page's
-        create-to-render time). Messages already queued are handed over at once. An exception
-        in the callback is printed and does not end the subscription. ``wait_closed()`` tells
-        when it ends.
+        between; an ``async for`` loop resumes one turn later, and in a browser a turn is a
+        task of its own, which a page rendering each message feels. Messages already queued
+        are handed over at once. An exception in the callback is printed and does not end the
+        subscription. ``wait_closed()`` tells when it ends.
         """
         self._callback = callback
         queued, self._queue = self._queue, []
@@ -224,6 +223,11 @@ class RealtimeClient:
         sub = await client.subscribe("messages", event="create", query={"fields": ["*"]})
         async for message in sub:
             print(message)
+
+    The keyword arguments are ``RealtimeProtocol``'s (each documented there), with
+    ``reconnect`` as True, False, a dict (``delay``, ``max_delay``, ``retries``) or a
+    ``Backoff``; and ``token_provider``, a callable (maybe async) that returns a fresh access
+    token, and ``transport`` (see the module docstring).
     """
 
     def __init__(
@@ -244,6 +248,8 @@ class RealtimeClient:
         outbox_limit: int = 1000,
         ws_url=None,
         transport=None,
+        request_attempts: int = p.REQUEST_ATTEMPTS,
+        stable_after=None,
     ) -> None:
         self.url = url.rstrip("/")
         self._token_provider = token_provider
@@ -262,6 +268,8 @@ class RealtimeClient:
             reconnect=_backoff(reconnect),
             outbox_limit=outbox_limit,
             ws_url=ws_url,
+            request_attempts=request_attempts,
+            stable_after=stable_after,
         )
         self._transport = transport or default_transport()
         self._socket = None
@@ -572,9 +580,9 @@ def _call_later(delay, callback):
     """Call ``callback()`` in ``delay`` seconds; returns something with ``cancel()``.
 
     The loop's own timer where there is one: in Pyodide that is a browser ``setTimeout``, and
-    moving it costs nothing, where a task that sleeps costs two turns of the loop to cancel
-    and restart (each a browser task, 1-2 ms, measured: every request moves the deadline).
-    MicroPython's asyncio has no ``call_later``: there a task sleeps.
+    moving it costs nothing, where a task that sleeps costs two turns of the loop (two browser
+    tasks) to cancel and restart, and every request moves the deadline. MicroPython's asyncio
+    has no ``call_later``: there a task sleeps.
     """
     try:
         loop = asyncio.get_running_loop()

@@ -50,7 +50,9 @@ class ConnectionFailed(RealtimeError):
 
 
 class RequestTimeout(RealtimeError):
-    """Directus did not answer a request in time."""
+    """Directus did not answer a request in time (a request that is safe to send again: in
+    ``request_attempts`` attempts, each on a new connection). It may still have been carried
+    out: read before writing it again."""
 
     code = "TIMEOUT"
 
@@ -62,6 +64,8 @@ class OutboxFull(RealtimeError):
 
 
 class InvalidFrame(RealtimeError):
-    """The server sent something that is not a JSON object."""
+    """The server sent a frame that is no Directus message: not JSON, not a JSON object, a uid
+    that is neither a string nor a number, or too big to decode. It is reported as an
+    ``error`` event and skipped; the connection goes on."""
 
     code = "INVALID_FRAME"

@@ -22,9 +22,15 @@ The rules, and where they do better than ``@directus/sdk``:
 * a subscription's ``init`` is buffered like any other event, never dropped;
 * an error without a uid fails nothing by itself: it is attributed to the one request that can
   have caused it, or else reported as an ``error`` event (the SDK fails every subscription);
-* reconnection backs off exponentially with full jitter, unlimited by default; subscriptions are
-  re-sent with fresh uids, unsubscribed ones are not; writes made while disconnected wait in a
-  bounded outbox and are sent in order once the connection is back;
+* reconnection backs off exponentially with full jitter, unlimited by default, and starts over
+  only once a connection has stayed up for a while (``stable_after``), so a server that takes
+  the sign-in and drops the socket is not stormed; subscriptions are re-sent with fresh uids,
+  unsubscribed ones are not; writes made while disconnected wait in a bounded outbox and are
+  sent in order once the connection is back;
+* a request whose reply is lost is sent again only when that is safe, and at most
+  ``request_attempts`` times in all (the SDK has no per-request bound);
+* a frame that does not decode (not JSON, not an object, an unusable uid, out of memory) is an
+  ``InvalidFrame`` error event; the connection goes on;
 * a connection that hears nothing for 1.5 heartbeat periods is treated as dead (half-open sockets
   do not freeze the client);
 * a refused token stops the retries (no retry storm) until new credentials are given.
@@ -53,6 +59,7 @@ OPEN = "open"  # ready: subscriptions and requests flow
 RECONNECTING = "reconnecting"  # waiting for the next attempt (see ``retry_at``)
 OFFLINE = "offline"  # the host says the network is down; waiting for it to come back
 FAILED = "failed"  # given up: refused credentials or retries used up; see ``failure``
+LIVE_STATES = (CONNECTING, AUTHENTICATING, OPEN)  # a socket exists (``RealtimeProtocol._conn``)
 
 AUTH_MODES = ("handshake", "public", "strict")
 
@@ -60,6 +67,10 @@ AUTH_MODES = ("handshake", "public", "strict")
 PROBE_WHEN_WAITING = 2.0  # silence while a reply is awaited
 PROBE_WHEN_UNSURE = 10.0  # silence before the server's ping period is known
 PONG_TIMEOUT = 2.0
+
+# Times a retryable request is sent before it fails (each lost or timed-out attempt costs a
+# reconnect, so this is also what one unanswerable request can cost the server).
+REQUEST_ATTEMPTS = 3
 
 
 # --- What the machine asks the driver to do -----------------------------------------------
@@ -241,12 +252,52 @@ class _Request:
         self.retry = retry  # safe to send again after a lost reply
         self.uid = None
         self.deadline = None
-        self.attempts = 0
+        self.attempts = 0  # times sent
         self.followup = None  # "read-after-duplicate": see _on_reply
 
 
+class _Connection:
+    """What lives and dies with one socket: made when the socket is asked for, dropped with it."""
+
+    def __init__(self, now, connect_timeout):
+        self.connect_deadline = now + connect_timeout if connect_timeout else None
+        self.opened_at = None  # when it became OPEN
+        self.last_heard = now
+        self.last_ping = None  # when the server's last ping came
+        self.probe_sent = None  # when our unanswered liveness ping went out
+        self.reauthenticating = False  # between TOKEN_EXPIRED and the new auth's "ok"
+        self.subs_by_uid = {}  # uid on this connection -> _Subscription
+        self.requests = {}  # key -> _Request, sent and waiting for a reply
+        self.requests_by_uid = {}
+
+
 class RealtimeProtocol:
-    """The whole client state machine. See the module docstring for how to drive it."""
+    """The whole client state machine. See the module docstring for how to drive it.
+
+    Args:
+        url: the Directus URL, ``http(s)://`` or ``ws(s)://`` (see ``websocket_url``).
+        auth_mode: ``handshake`` (an ``auth`` message first), ``public`` (none) or ``strict``
+            (the token in the socket URL), as ``WEBSOCKETS_REST_AUTH`` is set on the server.
+        access_token: a static or access token for the ``auth`` message.
+        email: with ``password``: log the socket in (Directus answers with a refresh token).
+        password: see ``email``.
+        refresh_token: used when there is no access token, and after ``TOKEN_EXPIRED``.
+        has_token_provider: the driver can fetch tokens: ask it with ``ScheduleRefresh``.
+        heartbeat: answer the server's pings and take a silent connection for dead.
+        heartbeat_period: the server's ``WEBSOCKETS_HEARTBEAT_PERIOD`` in seconds; silence
+            for 1.5 periods drops the connection.
+        connect_timeout: seconds from asking for a socket to the end of the handshake.
+        request_timeout: seconds a request waits for its reply (``request(timeout=)`` wins).
+        request_attempts: times a retryable request is sent (once per connection) before it
+            fails; a timed-out attempt drops the connection, so this also bounds reconnects.
+        reconnect: a ``Backoff``, or False to fail when the connection is lost.
+        stable_after: seconds a connection must stay open before the backoff starts over;
+            None means ``heartbeat_period``. A server that accepts the sign-in and then drops
+            the socket thus gets growing delays, not a reconnect every ``Backoff.delay``.
+        outbox_limit: writes that may wait for the connection; more fail with ``OutboxFull``.
+        ws_url: the socket URL, when it is not derived from ``url`` (the SDK's ``url``).
+        probes: ping a silent connection while a reply is awaited (see ``_probe_at``).
+    """
 
     def __init__(
         self,
@@ -265,9 +316,13 @@ class RealtimeProtocol:
         outbox_limit=1000,
         ws_url=None,
         probes=True,
+        request_attempts=REQUEST_ATTEMPTS,
+        stable_after=None,
     ):
         if auth_mode not in AUTH_MODES:
             raise ValueError("auth_mode must be one of " + ", ".join(AUTH_MODES))
+        if request_attempts < 1:
+            raise ValueError("request_attempts must be at least 1")
         self.url = url
         self.auth_mode = auth_mode
         self.access_token = access_token
@@ -280,7 +335,9 @@ class RealtimeProtocol:
         self.probes = probes
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
+        self.request_attempts = request_attempts
         self.reconnect = Backoff() if reconnect is None else reconnect  # False: never
+        self.stable_after = self.heartbeat_period if stable_after is None else stable_after
         self.outbox_limit = outbox_limit
         self.ws_url = ws_url
         # Fail fast on a URL that can never work.
@@ -289,7 +346,7 @@ class RealtimeProtocol:
         self.state = CLOSED
         self.failure = None  # the error that put us in FAILED
         self.retry_at = None  # when RECONNECTING: the time of the next attempt
-        self.attempt = 0  # failed attempts since the last successful open
+        self.attempt = 0  # failed attempts since a connection last stayed up (stable_after)
         self.ever_opened = False
         self.online = True
 
@@ -297,22 +354,15 @@ class RealtimeProtocol:
         self._key = 0
         self._events = []
         self._subs = {}  # key -> _Subscription
-        self._subs_by_uid = {}  # uid on the current connection -> _Subscription
-        self._requests = {}  # key -> _Request, sent and waiting for a reply
-        self._requests_by_uid = {}
         self._outbox = []  # _Request, waiting for an open connection, in order
-        self._connect_deadline = None
-        self._last_heard = None
-        self._last_ping = None  # when the current connection's last ping came
+        self._conn = None  # the _Connection while the state is one of LIVE_STATES
         self._observed_period = None  # the server's ping interval, once seen twice
-        self._probe_sent = None  # when our unanswered liveness ping went out
-        self._reauthenticating = False  # between TOKEN_EXPIRED and the new auth's "ok"
 
     # ----- public inputs -----
 
     def connect(self, now):
         """Start connecting (no-op when already connected or connecting)."""
-        if self.state in (CONNECTING, AUTHENTICATING, OPEN):
+        if self.state in LIVE_STATES:
             return
         self.failure = None
         self.attempt = 0
@@ -323,7 +373,7 @@ class RealtimeProtocol:
 
     def disconnect(self, now=None):
         """Close for good: no reconnect; subscriptions end; waiting requests fail."""
-        was_connected = self.state in (CONNECTING, AUTHENTICATING, OPEN)
+        was_connected = self.state in LIVE_STATES
         error = ConnectionFailed("disconnect() was called.")
         self._drop_connection(retry_requests=False)
         self.retry_at = None
@@ -361,13 +411,13 @@ class RealtimeProtocol:
 
     def token_refused(self, now, error):
         """The token provider could not get a token (e.g. the password was refused)."""
-        if self.state in (CONNECTING, AUTHENTICATING, OPEN):
+        if self.state in LIVE_STATES:
             self._fail(AuthenticationError(getattr(error, "code", "AUTH_FAILED"), str(error)))
 
     def socket_opened(self, now):
         if self.state != CONNECTING:
             return
-        self._last_heard = now
+        self._conn.last_heard = now
         if self.auth_mode == "handshake":
             credentials = self._auth_credentials()
             if credentials is None and self.has_token_provider:
@@ -416,28 +466,24 @@ class RealtimeProtocol:
         self._emit(ErrorOccurred(error if error is not None else ConnectionLost("socket error")))
 
     def socket_closed(self, now, code=None, reason=""):
-        if self.state not in (CONNECTING, AUTHENTICATING, OPEN):
+        if self.state not in LIVE_STATES:
             return  # a socket we already gave up on
         self._emit(Closed(code, reason))
         self._connection_lost(now, "closed (code " + str(code) + ")")
 
     def receive_text(self, text, now):
-        self._last_heard = now
-        self._probe_sent = None
-        try:
-            message = json.loads(text)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
-            self._emit(
-                ErrorOccurred(
-                    InvalidFrame("The server sent a frame that is not a JSON object: " + text[:200])
-                )
-            )
+        conn = self._conn
+        if conn is None:
+            return  # from a socket the machine has already given up on
+        conn.last_heard = now
+        conn.probe_sent = None
+        message, problem = _decode(text)
+        if problem is not None:
+            self._emit(ErrorOccurred(InvalidFrame(problem)))
             return
         kind = message.get("type")
         if kind == "ping":
-            self._learn_heartbeat(now)
+            self._learn_heartbeat(conn, now)
         if kind == "ping" and self.heartbeat:
             pong = {"type": "pong"}
             if "uid" in message:
@@ -454,14 +500,14 @@ class RealtimeProtocol:
         elif "uid" in message:
             self._on_reply(message, now)
 
-    def _learn_heartbeat(self, now):
+    def _learn_heartbeat(self, conn, now):
         """Directus pings every WEBSOCKETS_HEARTBEAT_PERIOD; a server that pings more often
         than ``heartbeat_period`` gets its dead connections noticed sooner."""
-        if self._last_ping is not None:
-            interval = now - self._last_ping
+        if conn.last_ping is not None:
+            interval = now - conn.last_ping
             if 0.5 <= interval < self.heartbeat_period:
                 self._observed_period = interval
-        self._last_ping = now
+        conn.last_ping = now
 
     def _probe_at(self):
         """When to ping Directus ourselves, or None.
@@ -471,18 +517,20 @@ class RealtimeProtocol:
         the period is not known yet, a silent connection is asked: a ping Directus must answer
         with a pong within ``PONG_TIMEOUT``.
         """
-        if self._probe_sent is not None or not self.probes:
+        conn = self._conn
+        if conn.probe_sent is not None or not self.probes:
             return None
-        if self._requests:
-            return self._last_heard + PROBE_WHEN_WAITING
+        if conn.requests:
+            return conn.last_heard + PROBE_WHEN_WAITING
         if self._observed_period is None:
-            return self._last_heard + PROBE_WHEN_UNSURE
+            return conn.last_heard + PROBE_WHEN_UNSURE
         return None
 
     def _dead_at(self):
-        dead_at = self._last_heard + self.liveness_period()
-        if self._probe_sent is not None:
-            dead_at = min(dead_at, self._probe_sent + PONG_TIMEOUT)
+        conn = self._conn
+        dead_at = conn.last_heard + self.liveness_period()
+        if conn.probe_sent is not None:
+            dead_at = min(dead_at, conn.probe_sent + PONG_TIMEOUT)
         return dead_at
 
     def liveness_period(self):
@@ -492,77 +540,91 @@ class RealtimeProtocol:
             period = self._observed_period
         return 1.5 * period
 
-    def tick(self, now):
-        """Act on every deadline that has passed: connect/request timeouts, liveness, retry."""
-        if self.state in (CONNECTING, AUTHENTICATING):
-            if self._connect_deadline is not None and now >= self._connect_deadline:
-                self._emit(ErrorOccurred(RequestTimeout("Connection attempt timed out.")))
-                self._emit(CloseSocket("connect timeout"))
-                if self.state == AUTHENTICATING:
-                    self._emit(Closed(None, "connect timeout"))
-                self._connection_lost(now, "connect timeout")
-                return
-        if self.state == OPEN and self.heartbeat and self._last_heard is not None:
-            dead_at = self._dead_at()
-            if now >= dead_at:
-                self._emit(
-                    ErrorOccurred(
-                        ConnectionLost(
-                            "Nothing heard from Directus for %.1f s; reconnecting."
-                            % (now - self._last_heard)
-                        )
-                    )
-                )
-                self._emit(CloseSocket("liveness"))
-                self._emit(Closed(None, "no heartbeat"))
-                self._connection_lost(now, "liveness")
-                return
+    # ----- time -----
+
+    def _deadlines(self):
+        """Every ``(time, action)`` the machine waits for, in the order ``tick()`` serves them
+        when several have passed (a dead socket is dropped before it is probed)."""
+        deadlines = []
+        if self.state == RECONNECTING and self.retry_at is not None:
+            deadlines.append((self.retry_at, self._open_socket))
+        conn = self._conn
+        if conn is None:
+            return deadlines
+        if self.state != OPEN:
+            if conn.connect_deadline is not None:
+                deadlines.append((conn.connect_deadline, self._connect_timed_out))
+            return deadlines
+        if self.heartbeat:
+            deadlines.append((self._dead_at(), self._silent_too_long))
             probe_at = self._probe_at()
-            if probe_at is not None and now >= probe_at:
-                self._probe_sent = now
-                self._send({"type": "ping", "uid": self._next_uid()})
-        for req in list(self._requests.values()):
-            if req.deadline is not None and now >= req.deadline:
-                if req.retry and self.state == OPEN:
-                    # Directus answers in milliseconds: the connection is the likelier culprit.
-                    # Reconnect; the request waits in the outbox and is sent again, which its
-                    # idempotence makes safe.
-                    self._emit(
-                        ErrorOccurred(RequestTimeout("No answer in time; reconnecting to retry."))
-                    )
-                    self._emit(CloseSocket("request timeout"))
-                    self._emit(Closed(None, "request timeout"))
-                    self._connection_lost(now, "request timeout")
-                    return
-                self._forget_request(req)
-                self._emit(
-                    RequestFailed(
-                        req.key,
-                        RequestTimeout(
-                            "Directus did not answer within %.0f s." % req.timeout
-                            + " The request may still have been carried out."
-                        ),
-                    )
-                )
-        if self.state == RECONNECTING and self.retry_at is not None and now >= self.retry_at:
-            self._open_socket(now)
+            if probe_at is not None:
+                deadlines.append((probe_at, self._send_probe))
+        for req in conn.requests.values():
+            if req.deadline is not None:
+                deadlines.append((req.deadline, _bind(self._request_timed_out, req)))
+        return deadlines
+
+    def tick(self, now):
+        """Act on every deadline that has passed: connect/request timeouts, liveness, retry.
+
+        Each action moves or removes its own deadline, and may change what else is due (a
+        timeout drops the socket and its requests' deadlines), so the list is made again
+        after each one.
+        """
+        while True:
+            due = None
+            for when, action in self._deadlines():
+                if now >= when:
+                    due = action
+                    break
+            if due is None:
+                return
+            due(now)
 
     def next_deadline(self):
         """The earliest time at which ``tick()`` has something to do, or None."""
-        times = []
-        if self.state in (CONNECTING, AUTHENTICATING) and self._connect_deadline is not None:
-            times.append(self._connect_deadline)
-        if self.state == OPEN and self.heartbeat and self._last_heard is not None:
-            times.append(self._dead_at())
-            probe_at = self._probe_at()
-            if probe_at is not None:
-                times.append(probe_at)
-        if self.state == RECONNECTING and self.retry_at is not None:
-            times.append(self.retry_at)
-        for req in self._requests.values():
-            if req.deadline is not None:
-                times.append(req.deadline)
+        times = [when for when, _ in self._deadlines()]
         return min(times) if times else None
+
+    def _connect_timed_out(self, now):
+        self._abort(now, RequestTimeout("Connection attempt timed out."), "connect timeout")
+
+    def _silent_too_long(self, now):
+        error = ConnectionLost(
+            "Nothing heard from Directus for %.1f s; reconnecting." % (now - self._conn.last_heard)
+        )
+        self._abort(now, error, "no heartbeat")
+
+    def _send_probe(self, now):
+        self._conn.probe_sent = now
+        self._send({"type": "ping", "uid": self._next_uid()})
+
+    def _request_timed_out(self, req, now):
+        if req.retry and req.attempts < self.request_attempts:
+            # Directus answers in milliseconds: the connection is the likelier culprit.
+            # Reconnect; the request waits in the outbox and is sent again, which its
+            # idempotence makes safe. The backoff keeps growing, as the connection did not
+            # stay up for ``stable_after``.
+            error = RequestTimeout(
+                "No answer within %.0f s (attempt %d of %d); reconnecting to send it again."
+                % (req.timeout, req.attempts, self.request_attempts)
+            )
+            self._abort(now, error, "request timeout")
+            return
+        self._forget_request(req)
+        if req.attempts > 1:
+            why = "Directus did not answer in %d attempts of %.0f s each." % (
+                req.attempts,
+                req.timeout,
+            )
+        else:
+            why = "Directus did not answer within %.0f s." % req.timeout
+        self._emit(
+            RequestFailed(
+                req.key, RequestTimeout(why + " The request may still have been carried out.")
+            )
+        )
 
     # ----- public commands -----
 
@@ -606,7 +668,8 @@ class RealtimeProtocol:
         if sub is None:
             return
         if sub.uid is not None:
-            self._subs_by_uid.pop(sub.uid, None)
+            if self._conn is not None:
+                self._conn.subs_by_uid.pop(sub.uid, None)
             if self.state == OPEN:
                 self._send({"type": "unsubscribe", "uid": sub.uid})
         self._emit(SubscriptionEnded(key, None))
@@ -616,9 +679,10 @@ class RealtimeProtocol:
 
         The outcome arrives as ``RequestDone`` / ``RequestFailed`` with that key. While
         disconnected it waits in the outbox (bounded: ``OutboxFull`` past ``outbox_limit``).
-        ``retry`` says whether a request whose reply was lost may be sent again; by default
-        reads are, and creates whose items all carry their own primary key (a second try then
-        meets RECORD_NOT_UNIQUE, which counts as success).
+        ``retry`` says whether a request whose reply was lost may be sent again (at most
+        ``request_attempts`` times in all); by default reads are, and creates whose items all
+        carry their own primary key (a second try then meets RECORD_NOT_UNIQUE, which counts
+        as success).
         """
         message = dict(message)
         if retry is None:
@@ -679,17 +743,14 @@ class RealtimeProtocol:
 
     def _open_socket(self, now):
         self.retry_at = None
-        self._last_ping = None
-        self._probe_sent = None
-        self._reauthenticating = False
+        self._conn = _Connection(now, self.connect_timeout)
         self._set_state(CONNECTING)
-        self._connect_deadline = now + self.connect_timeout if self.connect_timeout else None
         token = self.access_token if self.auth_mode == "strict" else None
         self._emit(OpenSocket(websocket_url(self.url, self.ws_url, self.auth_mode, token)))
 
     def _became_open(self, now):
-        self._connect_deadline = None
-        self.attempt = 0
+        self._conn.connect_deadline = None
+        self._conn.opened_at = now
         self.ever_opened = True
         self._set_state(OPEN)
         self._emit(Opened())
@@ -703,11 +764,12 @@ class RealtimeProtocol:
                 self._send_request(req, now)
 
     def _send_subscription(self, sub):
+        subs_by_uid = self._conn.subs_by_uid
         if sub.uid is not None:
-            self._subs_by_uid.pop(sub.uid, None)
+            subs_by_uid.pop(sub.uid, None)
         sub.uid = sub.fixed_uid if sub.fixed_uid is not None else self._next_uid()
         sub.confirmed = False
-        self._subs_by_uid[sub.uid] = sub
+        subs_by_uid[sub.uid] = sub
         message = dict(sub.message)
         message["uid"] = sub.uid
         self._send(message)
@@ -716,8 +778,8 @@ class RealtimeProtocol:
         req.uid = self._next_uid()
         req.attempts += 1
         req.deadline = (now + req.timeout) if (now is not None and req.timeout) else None
-        self._requests[req.key] = req
-        self._requests_by_uid[req.uid] = req
+        self._conn.requests[req.key] = req
+        self._conn.requests_by_uid[req.uid] = req
         message = dict(req.message)
         message["uid"] = req.uid
         self._send(message)
@@ -734,26 +796,30 @@ class RealtimeProtocol:
             return
         self._outbox.append(req)
 
+    def _request_for(self, uid):
+        return self._conn.requests_by_uid.get(uid) if self._conn is not None else None
+
     def _forget_request(self, req):
-        self._requests.pop(req.key, None)
+        self._conn.requests.pop(req.key, None)
         if req.uid is not None:
-            self._requests_by_uid.pop(req.uid, None)
+            self._conn.requests_by_uid.pop(req.uid, None)
 
     def _on_auth(self, message, now):
         if message.get("status") == "ok" and message.get("refresh_token"):
             self.refresh_token = message["refresh_token"]
-        req = self._requests_by_uid.get(message.get("uid"))
+        req = self._request_for(message.get("uid"))
         if req is not None:  # an auth the user sent with request()
             if message.get("status") == "error":
                 self._on_request_error(req, DirectusError.from_reply(message), now)
             else:
                 self._on_reply(message, now)
             return
+        conn = self._conn
         if message.get("status") == "ok":
             if self.state == AUTHENTICATING:
                 self._became_open(now)
-            elif self._reauthenticating:
-                self._reauthenticating = False
+            elif conn.reauthenticating:
+                conn.reauthenticating = False
                 # Events Directus emitted while our token was expired were replaced by
                 # FORBIDDEN errors: subscribe again, so each subscriber gets a fresh init and
                 # can read back what it missed.
@@ -769,7 +835,7 @@ class RealtimeProtocol:
         error = DirectusError.from_reply(message)
         if error.code == "TOKEN_EXPIRED" and self.state in (OPEN, AUTHENTICATING):
             # Re-authenticate on the same socket: subscriptions stay as they are.
-            self._reauthenticating = self.state == OPEN
+            conn.reauthenticating = self.state == OPEN
             if self.has_token_provider:
                 self._emit(ScheduleRefresh())
                 return
@@ -783,7 +849,7 @@ class RealtimeProtocol:
         self._emit(ErrorOccurred(error))
 
     def _on_subscription(self, message):
-        sub = self._subs_by_uid.get(message.get("uid"))
+        sub = self._conn.subs_by_uid.get(message.get("uid"))
         if sub is None:
             return  # an unsubscribed subscription's last words
         if message.get("event") == "init":
@@ -791,7 +857,7 @@ class RealtimeProtocol:
         self._emit(SubscriptionMessage(sub.key, message))
 
     def _on_reply(self, message, now):
-        req = self._requests_by_uid.get(message.get("uid"))
+        req = self._request_for(message.get("uid"))
         if req is None:
             return
         self._forget_request(req)
@@ -807,13 +873,14 @@ class RealtimeProtocol:
     def _on_error(self, message, now):
         uid = message.get("uid")
         error = DirectusError.from_reply(message)
+        conn = self._conn
         if uid is not None:
-            req = self._requests_by_uid.get(uid)
+            req = conn.requests_by_uid.get(uid)
             if req is not None:
                 self._on_request_error(req, error, now)
                 return
-            sub = self._subs_by_uid.get(uid)
-            if sub is not None and sub.confirmed and self._reauthenticating:
+            sub = conn.subs_by_uid.get(uid)
+            if sub is not None and sub.confirmed and conn.reauthenticating:
                 # An event that fell into the gap of an expired token: not the end of the
                 # subscription, which is sent again once the new token is accepted.
                 sub.missed = True
@@ -831,12 +898,12 @@ class RealtimeProtocol:
         # are several, nobody can tell, so report it and let the requests time out.
         kind = message.get("type")
         if kind == "subscribe":
-            candidates = [s for s in self._subs_by_uid.values() if not s.confirmed]
+            candidates = [s for s in conn.subs_by_uid.values() if not s.confirmed]
             if len(candidates) == 1:
                 self._end_subscription(candidates[0], error)
                 return
         else:
-            candidates = [r for r in self._requests.values() if r.message.get("type") == kind]
+            candidates = [r for r in conn.requests.values() if r.message.get("type") == kind]
             if kind is not None and len(candidates) == 1:
                 self._on_request_error(candidates[0], error, now)
                 return
@@ -845,7 +912,8 @@ class RealtimeProtocol:
     def _on_request_error(self, req, error, now):
         self._forget_request(req)
         if error.code == "RECORD_NOT_UNIQUE" and req.attempts > 1 and req.retry:
-            # Our earlier attempt did create the item; its reply was lost. Read it back.
+            # Our earlier attempt did create the item; its reply was lost. Read it back, as
+            # a request of its own (with attempts of its own).
             data = req.message.get("data")
             read = {"type": "items", "collection": req.message.get("collection"), "action": "read"}
             if isinstance(data, list):
@@ -856,44 +924,57 @@ class RealtimeProtocol:
                 read["query"] = req.message["query"]
             req.followup = data
             req.message = read
+            req.attempts = 0
             self._send_request(req, now)
             return
         self._emit(RequestFailed(req.key, error))
 
     def _end_subscription(self, sub, error):
         self._subs.pop(sub.key, None)
-        self._subs_by_uid.pop(sub.uid, None)
+        if self._conn is not None:
+            self._conn.subs_by_uid.pop(sub.uid, None)
         self._emit(SubscriptionEnded(sub.key, error))
 
     def _drop_connection(self, retry_requests):
         """Forget the socket: subscriptions wait for the next one, requests retry or fail."""
-        self._connect_deadline = None
-        self._subs_by_uid = {}
+        conn, self._conn = self._conn, None
         for sub in self._subs.values():
             sub.uid = None
             sub.confirmed = False
-        waiting = sorted(self._requests.values(), key=lambda r: r.key)
-        self._requests = {}
-        self._requests_by_uid = {}
+        if conn is None:
+            return
         retried = []
-        for req in waiting:
-            if retry_requests and req.retry:
+        for req in sorted(conn.requests.values(), key=lambda r: r.key):
+            if retry_requests and req.retry and req.attempts < self.request_attempts:
                 req.uid = None
                 req.deadline = None
                 retried.append(req)
-            else:
-                self._emit(
-                    RequestFailed(
-                        req.key,
-                        ConnectionLost(
-                            "The connection closed before Directus answered; the request "
-                            "may or may not have been carried out."
-                        ),
-                    )
+                continue
+            why = "The connection closed before Directus answered"
+            if retry_requests and req.retry:
+                why += ", %d times" % req.attempts
+            self._emit(
+                RequestFailed(
+                    req.key,
+                    ConnectionLost(why + "; the request may or may not have been carried out."),
                 )
+            )
         self._outbox = retried + self._outbox
 
+    def _abort(self, now, error, reason):
+        """Give up on a socket the transport still holds: close it, then as if it had closed."""
+        self._emit(ErrorOccurred(error))
+        self._emit(CloseSocket(reason))
+        if self.state != CONNECTING:  # only a socket that opened gets a close event
+            self._emit(Closed(None, reason))
+        self._connection_lost(now, reason)
+
     def _connection_lost(self, now, why):
+        """After any lost socket: retry the requests that may be, then schedule a reconnect."""
+        conn = self._conn
+        if conn is not None and conn.opened_at is not None:
+            if now - conn.opened_at >= self.stable_after:
+                self.attempt = 0  # it stayed up: the backoff starts over
         self._drop_connection(retry_requests=True)
         if self.reconnect is False or self.reconnect.exhausted(self.attempt):
             if self.reconnect is False:
@@ -912,7 +993,7 @@ class RealtimeProtocol:
 
     def _fail(self, error, socket_open=True):
         """Give up until the user acts (new credentials, or connect() again)."""
-        was_connected = socket_open and self.state in (CONNECTING, AUTHENTICATING, OPEN)
+        was_connected = socket_open and self.state in LIVE_STATES
         self._drop_connection(retry_requests=True)
         if was_connected:
             self._emit(CloseSocket("failed"))
@@ -930,6 +1011,35 @@ class RealtimeProtocol:
             if req.key is not None:
                 self._emit(RequestFailed(req.key, error))
         self._outbox = []
+
+
+def _bind(method, req):
+    """``method(req, now)`` as an action of ``now`` (MicroPython has no functools.partial)."""
+    return lambda now: method(req, now)
+
+
+def _decode(text):
+    """``(message, None)`` for a Directus message, else ``(None, why)``: whatever a frame
+    holds, the machine reports it and goes on."""
+    try:
+        message = json.loads(text)
+    except Exception as error:  # ValueError; MemoryError on a small heap; TypeError...
+        return None, "The server sent a frame that does not decode (%s): %s" % (
+            type(error).__name__,
+            _preview(text),
+        )
+    if not isinstance(message, dict):
+        return None, "The server sent a frame that is not a JSON object: " + _preview(text)
+    if isinstance(message.get("uid"), (dict, list)):  # uids are looked up in dicts
+        return None, "The server sent a uid that is not a string or a number: " + _preview(text)
+    return message, None
+
+
+def _preview(text):
+    try:
+        return str(text[:200])
+    except Exception:
+        return "<%s>" % type(text).__name__
 
 
 def _is_idempotent(message):

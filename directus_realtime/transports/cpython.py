@@ -5,12 +5,19 @@ import asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+# The largest message accepted, in bytes: a bigger one closes the socket (code 1009; the
+# client reconnects) instead of being buffered without bound. Directus refuses texts over
+# 10,000 characters (stack/provision.py), so a read of 1,000 such rows in 4-byte UTF-8 is
+# 40 MB; the websockets default (1 MiB) would refuse a read of a few hundred long messages.
+MAX_SIZE = 64 * 2**20
+
 
 class WebsocketsSocket:
     """One WebSocket connection; reports to ``listener`` like the browser's ``WebSocket`` does."""
 
-    def __init__(self, url: str, listener) -> None:
+    def __init__(self, url: str, listener, max_size: int = MAX_SIZE) -> None:
         self.url = url
+        self.max_size = max_size
         self._listener = listener
         self._outgoing: asyncio.Queue = asyncio.Queue()
         self._closing = False
@@ -27,7 +34,7 @@ class WebsocketsSocket:
         code, reason = None, ""
         try:
             # ping_interval=None: Directus has its own heartbeat, which the core answers.
-            async with connect(self.url, ping_interval=None, max_size=None) as ws:
+            async with connect(self.url, ping_interval=None, max_size=self.max_size) as ws:
                 if self._closing:
                     return
                 self._listener.socket_opened()

@@ -669,3 +669,82 @@ def test_reconnect_option_conversions():
     assert (d.delay, d.retries, d.max_delay) == (1.0, 4, 8.0)
     with pytest.raises(TypeError):
         _backoff(5)
+
+
+# --- issue 14: bounded attempts, frames that do not decode, the CPython transport's limit ------
+
+
+def test_request_attempts_and_stable_after_reach_the_core():
+    client, _ = make(request_attempts=5, stable_after=7)
+    assert (client._proto.request_attempts, client._proto.stable_after) == (5, 7)
+    assert make()[0]._proto.request_attempts == p.REQUEST_ATTEMPTS
+    directus = create_directus(URL).with_(static_token("t")).with_(realtime(request_attempts=2))
+    assert directus._proto.request_attempts == 2
+
+
+def test_a_retryable_read_that_is_never_answered_fails_with_request_timeout():
+    async def scenario():
+        client, transport = await connected(
+            request_attempts=2, request_timeout=0.05, heartbeat=False
+        )
+        reading = client.read("c", id=1)
+        for _ in range(100):  # the server signs each new socket in, and never answers the read
+            if reading.done():
+                break
+            await asyncio.sleep(0.01)
+            socket = transport.current
+            if socket.sent == [] and not socket.closed:
+                socket.opened()
+                socket.message({"type": "auth", "status": "ok"})
+        with pytest.raises(RequestTimeout) as raised:
+            await reading
+        assert "2 attempts" in str(raised.value)
+        assert len(transport.sockets) == 2 and client.is_connected
+
+    run(scenario())
+
+
+def test_a_frame_that_does_not_decode_is_an_error_event_and_the_client_goes_on():
+    async def scenario():
+        client, transport = await connected()
+        errors = []
+        client.on_websocket("error", errors.append)
+        reading = client.read("c", id=1)
+        uid = transport.current.last("items")["uid"]
+        transport.current.message('{"type": "items", "data": [], "uid": [1]}')
+        transport.current.message("[" * 100_000)
+        assert [type(e).__name__ for e in errors] == ["InvalidFrame", "InvalidFrame"]
+        assert client.is_connected and not reading.done()
+        transport.current.message({"type": "items", "data": {"id": 1}, "uid": uid})
+        assert await reading == {"id": 1}
+
+    run(scenario())
+
+
+def test_the_cpython_transport_limits_the_message_size(monkeypatch):
+    from directus_realtime.transports import cpython
+
+    seen = {}
+
+    def fake_connect(url, **options):
+        seen.update(options)
+        raise OSError("no server here")
+
+    monkeypatch.setattr(cpython, "connect", fake_connect)
+
+    class Listener:
+        def __init__(self):
+            self.calls = []
+
+        def __getattr__(self, name):
+            return lambda *args: self.calls.append(name)
+
+    async def scenario():
+        listener = Listener()
+        socket = cpython.WebsocketsSocket("ws://h/websocket", listener)
+        await socket._task
+        assert listener.calls == ["socket_error", "socket_closed"]
+
+    run(scenario())
+    assert seen["max_size"] == cpython.MAX_SIZE
+    assert 40 * 10**6 < cpython.MAX_SIZE < 10**9

@@ -818,8 +818,9 @@ def test_successful_open_resets_the_backoff():
     proto.tick(t)
     proto.socket_opened(t)
     auth_ok(proto, t)
-    proto.socket_closed(t + 1)
-    assert proto.retry_at - (t + 1) == pytest.approx(0.25)
+    # (It must stay open for stable_after, the heartbeat period by default: see below.)
+    proto.socket_closed(t + 30)
+    assert proto.retry_at - (t + 30) == pytest.approx(0.25)
 
 
 def test_retries_limit_fails_with_connection_failed_after_n_attempts():
@@ -1506,3 +1507,192 @@ def test_a_subscribe_error_outside_a_token_renewal_still_ends_the_subscription()
     reply(proto, {"type": "subscription", "event": "init", "uid": uid}, 0.1)
     events = reply(proto, error_reply("subscribe", "FORBIDDEN", uid=uid), 1)
     assert [e.key for e in of(events, p.SubscriptionEnded)] == [key]
+
+
+# --- reconnect storms (issue 14, item 6) ------------------------------------------------------
+
+
+def test_a_server_that_drops_the_socket_after_sign_in_gets_growing_delays():
+    proto = make()
+    open_proto(proto, 0)
+    now = 0.0
+    delays = []
+    for _ in range(8):
+        proto.socket_closed(now)  # the sign-in was accepted, then the socket dropped
+        delays.append(proto.retry_at - now)
+        now = proto.retry_at
+        proto.tick(now)
+        proto.socket_opened(now)
+        auth_ok(proto, now)
+        assert proto.state == p.OPEN
+    # HALF of min(30, 0.5 * 2**n): the same as attempts that never open
+    assert delays == pytest.approx([0.25, 0.5, 1, 2, 4, 8, 15, 15])
+
+
+def test_the_backoff_starts_over_once_a_connection_stayed_up_for_stable_after():
+    proto = make(stable_after=5)
+    open_proto(proto, 0)
+    proto.socket_closed(0)
+    t = proto.retry_at
+
+    def open_proto_again(at):
+        proto.tick(at)
+        proto.socket_opened(at)
+        auth_ok(proto, at)
+
+    open_proto_again(t)
+    proto.socket_closed(t + 4.9)  # not long enough
+    assert proto.retry_at - (t + 4.9) == pytest.approx(0.5)
+    t = proto.retry_at
+    open_proto_again(t)
+    proto.socket_closed(t + 5)
+    assert proto.retry_at - (t + 5) == pytest.approx(0.25)
+
+
+def test_stable_after_defaults_to_the_heartbeat_period():
+    assert make(heartbeat_period=12).stable_after == 12
+    assert make().stable_after == 30
+
+
+def _serve_slowly(proto, until):
+    """Play a Directus that signs in and answers pings but never a request, up to ``until``.
+    Returns (sockets opened, requests failed, reconnect delays)."""
+    opens, failed, delays = 0, [], []
+    now = 0.0
+    for _ in range(1000):  # bounded: a storm must fail the test, not hang it
+        deadline = proto.next_deadline()
+        if deadline is None or deadline > until:
+            break
+        now = deadline
+        proto.tick(now)
+        events = proto.events()
+        while events:
+            more = []
+            for event in events:
+                if isinstance(event, p.OpenSocket):
+                    opens += 1
+                    proto.socket_opened(now)
+                elif isinstance(event, p.SendText):
+                    message = json.loads(event.text)
+                    if message["type"] == "auth":
+                        proto.receive_text(json.dumps({"type": "auth", "status": "ok"}), now)
+                    elif message["type"] == "ping":
+                        pong = {"type": "pong", "uid": message["uid"]}
+                        proto.receive_text(json.dumps(pong), now)
+                elif isinstance(event, p.RequestFailed):
+                    failed.append(event)
+                elif isinstance(event, p.StateChanged) and event.state == p.RECONNECTING:
+                    delays.append(proto.retry_at - now)
+                more += proto.events()
+            events = more
+    return opens, failed, delays
+
+
+@pytest.mark.parametrize("heartbeat", [True, False])
+def test_a_slow_server_is_not_reconnected_to_at_every_request_timeout_forever(heartbeat):
+    proto = make(request_timeout=10, heartbeat=heartbeat)
+    open_proto(proto, 0)
+    key = proto.request(READ, now=0)  # retryable: a timeout reconnects and sends it again
+    proto.events()
+    opens, failed, delays = _serve_slowly(proto, until=600)
+    assert opens == p.REQUEST_ATTEMPTS - 1
+    assert delays == pytest.approx([0.25, 0.5])  # the 10 s connections did not reset it
+    assert [f.key for f in failed] == [key]
+    assert isinstance(failed[0].error, RequestTimeout)
+    assert "3 attempts" in str(failed[0].error)
+    assert proto.state == p.OPEN
+
+
+def test_a_request_lost_with_its_connection_is_sent_at_most_request_attempts_times():
+    proto = make(request_attempts=2)
+    open_proto(proto, 0)
+    key = proto.request(CREATE_WITH_ID, now=0)
+    assert len(sent(proto.events())) == 1
+    events = reconnect(proto, 1)
+    assert [m["type"] for m in sent(events)] == ["auth", "items"]
+    proto.socket_closed(2)
+    events = proto.events()
+    failed = of(events, p.RequestFailed)
+    assert [f.key for f in failed] == [key]
+    assert isinstance(failed[0].error, ConnectionLost) and "2 times" in str(failed[0].error)
+    assert proto.outbox() == []
+
+
+def test_the_read_back_after_a_duplicate_gets_attempts_of_its_own():
+    proto = make(request_attempts=2)
+    open_proto(proto)
+    key = proto.request(CREATE_WITH_ID, now=0)
+    proto.events()
+    retry_uid = [m for m in sent(reconnect(proto, 1)) if m["type"] == "items"][0]["uid"]
+    reply(proto, error_reply("items", "RECORD_NOT_UNIQUE", retry_uid), 2)
+    events = reconnect(proto, 3)  # the read-back's reply is lost: it is sent again
+    read = [m for m in sent(events) if m["type"] == "items"]
+    assert len(read) == 1 and read[0]["action"] == "read"
+    events = reply(proto, {"type": "items", "data": {"id": "k1"}, "uid": read[0]["uid"]}, 4)
+    assert [d.key for d in of(events, p.RequestDone)] == [key]
+
+
+def test_request_attempts_must_be_at_least_one():
+    with pytest.raises(ValueError):
+        make(request_attempts=0)
+
+
+# --- frames that do not decode (issue 14, item 7) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "items", "uid": [1], "data": []}',
+        '{"type": "subscription", "event": "create", "uid": {"a": 1}}',
+        '{"type": "items", "status": "error", "error": {"code": "X"}, "uid": [1]}',
+        '{"type": "auth", "status": "ok", "uid": []}',
+        "[" * 100_000,  # RecursionError in CPython's decoder, not ValueError
+        "\ud800",
+        "",
+    ],
+)
+def test_a_frame_that_does_not_decode_is_an_invalid_frame_and_the_connection_goes_on(text):
+    proto = make()
+    key = proto.subscribe("messages")
+    sub_uid = [m for m in sent(open_proto(proto)) if m["type"] == "subscribe"][0]["uid"]
+    request = proto.request(READ, now=0)
+    read_uid = sent(proto.events())[0]["uid"]
+    proto.receive_text(text, 1)
+    events = proto.events()
+    errors = of(events, p.ErrorOccurred)
+    assert len(errors) == 1 and isinstance(errors[0].error, InvalidFrame)
+    assert proto.state == p.OPEN
+    assert of(events, p.SubscriptionEnded) == [] and of(events, p.RequestFailed) == []
+    events = reply(proto, {"type": "subscription", "event": "init", "uid": sub_uid}, 2)
+    assert [e.key for e in of(events, p.SubscriptionMessage)] == [key]
+    events = reply(proto, {"type": "items", "data": [], "uid": read_uid}, 2)
+    assert [d.key for d in of(events, p.RequestDone)] == [request]
+
+
+def test_running_out_of_memory_while_decoding_is_an_invalid_frame(monkeypatch):
+    class SmallHeap:
+        dumps = staticmethod(json.dumps)
+
+        @staticmethod
+        def loads(text):
+            raise MemoryError("memory allocation failed, allocating 1048576 bytes")
+
+    proto = make()
+    open_proto(proto)
+    monkeypatch.setattr(p, "json", SmallHeap)
+    proto.receive_text('{"type": "items", "data": "' + "x" * 1000 + '"}', 1)
+    errors = of(proto.events(), p.ErrorOccurred)
+    assert len(errors) == 1 and isinstance(errors[0].error, InvalidFrame)
+    assert "MemoryError" in str(errors[0].error)
+    assert proto.state == p.OPEN
+
+
+def test_a_frame_from_a_socket_already_given_up_is_ignored():
+    proto = make(connect_timeout=10)
+    proto.connect(0)
+    proto.socket_opened(1)
+    proto.tick(10)  # given up: reconnecting
+    proto.events()
+    proto.receive_text('{"type": "auth", "status": "ok"}', 10.1)
+    assert proto.events() == [] and proto.state == p.RECONNECTING
