@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from stack import credentials, directus, procs
+from stack import credentials, directus, mpy, paths, procs, serve
 from stack.api import DirectusAPI
+from stack.pages import micropython_config
 from stack.provision import COLLECTION, POLICIES, provision
 
 OUR_POLICIES = list(POLICIES)
@@ -178,110 +182,133 @@ def test_websocket_from_the_page_origin_authenticates(stack):
 
 
 # --- the page server ---------------------------------------------------------------------
+# These run the page server as the working tree has it (stack.serve on a free port, over the
+# repository and var/stack.json): the stack's own server may have started before the last
+# change to stack/. The e2e tests use that one.
 
 
-def get(stack, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """A raw request (the path is sent exactly as given: no client-side normalisation)."""
-    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
+@pytest.fixture(scope="module")
+def page_server(stack) -> Iterator[int]:
+    server = serve.make_server(0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
     try:
-        conn.request(method, path)
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def get(
+    port: int, path: str, method: str = "GET", **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    """A raw request (the path is sent exactly as given: no client-side normalisation)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
 
 
-def test_page_server_serves_the_runtime(stack):
-    status, headers, body = get(stack, "/static/runtime/pyodide/pyodide.mjs")
+def test_the_stacks_page_server_answers_the_page_and_only_for_its_names(stack):
+    status, headers, body = get(stack["app_port"], "/")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    assert b'<script type="mpy"' in body
+    assert headers["referrer-policy"] == "no-referrer"
+    host = f"rebound.example:{stack['app_port']}"
+    assert get(stack["app_port"], "/local-stack.json", Host=host)[0] == 421
+
+
+def test_page_server_serves_the_runtime(page_server):
+    status, headers, body = get(page_server, "/static/runtime/pyodide/pyodide.mjs")
     assert status == 200
     assert headers["content-type"] == "text/javascript; charset=utf-8"
     assert headers["cache-control"] == "public, max-age=31536000, immutable"
     assert len(body) == int(headers["content-length"]) > 1000
 
-    status, headers, _ = get(stack, "/static/runtime/pyodide/pyodide.asm.wasm", "HEAD")
+    status, headers, _ = get(page_server, "/static/runtime/pyodide/pyodide.asm.wasm", "HEAD")
     assert status == 200
     assert headers["content-type"] == "application/wasm"
 
-    status, headers, body = get(stack, "/static/runtime/wheels/pyodide_http-0.2.2-py3-none-any.whl")
+    status, headers, body = get(
+        page_server, "/static/runtime/wheels/pyodide_http-0.2.2-py3-none-any.whl"
+    )
     assert status == 200
     assert headers["content-type"] == "application/octet-stream"
     assert body[:2] == b"PK"
 
-    status, headers, _ = get(stack, "/static/runtime/pyscript/core.js", "HEAD")
+    status, headers, _ = get(page_server, "/static/runtime/pyscript/core.js", "HEAD")
     assert status == 200
     assert headers["content-type"] == "text/javascript; charset=utf-8"
 
 
-def test_page_server_answers_the_library_as_micropython_bytecode(stack):
-    status, headers, body = get(stack, "/directus_realtime/transports/browser.mpy")
+def test_page_server_answers_the_library_as_micropython_bytecode(page_server):
+    status, headers, body = get(page_server, "/directus_realtime/transports/browser.mpy")
     assert status == 200
     assert headers["content-type"] == "application/octet-stream"
     assert headers["cache-control"] == "no-cache"  # compiled from the .py as it is now
     assert body[:2] == b"M\x06" and b"directus_realtime/transports/browser.py" in body
-    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
-    try:
-        conn.request(
-            "GET",
-            "/directus_realtime/transports/browser.mpy",
-            headers={"If-None-Match": headers["etag"]},
-        )
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 304
-    finally:
-        conn.close()
+    etag = {"If-None-Match": headers["etag"]}
+    assert get(page_server, "/directus_realtime/transports/browser.mpy", **etag)[0] == 304
     # main.py too: index.html imports it as bytecode.
-    status, headers, body = get(stack, "/main.mpy")
+    status, headers, body = get(page_server, "/main.mpy")
     assert status == 200 and body[:2] == b"M\x06" and b"main.py" in body
     for path in (
         "/directus_realtime/nothing.mpy",
         "/directus_realtime/../stack/core.mpy",
         "/stack/core.mpy",
         "/nothing.mpy",
+        "/page/nothing.mpy",
+        "/page/../stack/core.mpy",
+        "/page.mpy",
     ):
-        assert get(stack, path)[0] == 404, path
+        assert get(page_server, path)[0] == 404, path
 
 
-def test_page_server_sends_the_bytecode_urls_stamped_and_keeps_them_for_good(stack):
+def test_page_server_answers_the_page_package_as_micropython_bytecode(page_server):
+    """Every module of page/ (the page's own logic, next to the library), as bytecode for the
+    MicroPython build and as source for the Pyodide build."""
+    modules = sorted(p.relative_to(paths.ROOT).as_posix() for p in paths.ROOT.glob("page/**/*.py"))
+    if not modules:
+        pytest.skip("no page/ package in this checkout")
+    for name in modules:
+        status, headers, body = get(page_server, "/" + name.removesuffix(".py") + ".mpy")
+        assert status == 200 and headers["content-type"] == "application/octet-stream", name
+        assert body[:2] == b"M\x06" and name.encode() in body, name
+        stamped = get(page_server, f"{mpy.url_of(name)[1:]}?v={mpy.stamp(body)}")[1]
+        assert stamped["cache-control"] == "public, max-age=31536000, immutable", name
+        status, _, source = get(page_server, "/" + name)
+        assert status == 200 and source == (paths.ROOT / name).read_bytes(), name
+
+
+def test_page_server_sends_the_bytecode_urls_stamped_and_keeps_them_for_good(page_server):
     """index.html goes out with ?v=<version> on each .mpy URL; that URL may be cached for good,
     any other answer for the same file is revalidated (a stale or made-up stamp included)."""
-    import re
-
-    status, headers, body = get(stack, "/")
+    status, headers, body = get(page_server, "/")
     assert status == 200 and headers["cache-control"] == "no-cache"
     stamped = re.findall(r'"\./([\w/]+\.mpy)\?v=([0-9a-f]{16})": ', body.decode())
-    assert ("main.mpy", stamped[-1][1]) in stamped and len(stamped) == 8
+    files = micropython_config((paths.ROOT / "index.html").read_text())["files"]
+    assert {f"./{path}" for path, _ in stamped} == set(files)
+    assert "main.mpy" in dict(stamped)
     for path, stamp in stamped:
-        status, headers, data = get(stack, f"/{path}?v={stamp}")
+        status, headers, data = get(page_server, f"/{path}?v={stamp}")
         assert status == 200 and data[:2] == b"M\x06", path
         assert headers["cache-control"] == "public, max-age=31536000, immutable", path
     for query in ("", "?v=0000000000000000"):
-        status, headers, _ = get(stack, "/main.mpy" + query)
+        status, headers, _ = get(page_server, "/main.mpy" + query)
         assert status == 200 and headers["cache-control"] == "no-cache"
 
-    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
-    try:
-        _, headers, _ = get(stack, "/index.html")
-        conn.request("GET", "/", headers={"If-None-Match": headers["etag"]})
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 304  # the same page, stamps and all
-    finally:
-        conn.close()
+    _, headers, _ = get(page_server, "/index.html")
+    assert get(page_server, "/", **{"If-None-Match": headers["etag"]})[0] == 304  # stamps and all
 
 
-def test_page_server_revalidates_with_etag(stack):
-    _, headers, _ = get(stack, "/static/runtime/versions.json")
-    conn = http.client.HTTPConnection("127.0.0.1", stack["app_port"], timeout=10)
-    try:
-        conn.request(
-            "GET", "/static/runtime/versions.json", headers={"If-None-Match": headers["etag"]}
-        )
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 304
-    finally:
-        conn.close()
+def test_page_server_revalidates_with_etag(page_server):
+    _, headers, _ = get(page_server, "/static/runtime/versions.json")
+    etag = {"If-None-Match": headers["etag"]}
+    assert get(page_server, "/static/runtime/versions.json", **etag)[0] == 304
 
 
 @pytest.mark.parametrize(
@@ -304,22 +331,48 @@ def test_page_server_revalidates_with_etag(stack):
         "/directus_realtime/__pycache__/",
     ],
 )
-def test_page_server_denies_everything_else(stack, path):
-    status, _, body = get(stack, path)
+def test_page_server_denies_everything_else(page_server, path):
+    status, _, body = get(page_server, path)
     assert status == 404, (path, body[:200])
 
 
-def test_page_server_refuses_writes(stack):
-    status, headers, _ = get(stack, "/static/runtime/versions.json", "POST")
+def test_page_server_refuses_writes(page_server):
+    status, headers, _ = get(page_server, "/static/runtime/versions.json", "POST")
     assert status == 405
 
 
-def test_local_stack_json(stack):
-    status, headers, body = get(stack, "/local-stack.json")
+def test_local_stack_json(stack, page_server):
+    status, headers, body = get(page_server, "/local-stack.json")
     assert status == 200
     assert headers["content-type"].startswith("application/json")
-    assert headers["cache-control"] == "no-cache"
+    assert headers["cache-control"] == "no-store"  # a token: kept out of every cache
     assert json.loads(body) == {"directus_url": stack["directus_url"], "token": stack["token"]}
+
+
+@pytest.mark.parametrize("host", ["rebound.example:{port}", "rebound.example", "127.0.0.1:1"])
+def test_page_server_answers_only_its_own_names(stack, page_server, host):
+    """DNS rebinding: a site whose name is made to resolve to 127.0.0.1 would read the page
+    server (the local token included) as its own origin."""
+    for path in ("/local-stack.json", "/", "/main.mpy"):
+        status, headers, body = get(page_server, path, Host=host.format(port=page_server))
+        assert status == 421, (host, path)
+        assert stack["token"].encode() not in body
+    for host in (f"127.0.0.1:{page_server}", f"localhost:{page_server}"):
+        assert get(page_server, "/local-stack.json", Host=host)[0] == 200, host
+
+
+def test_page_server_sends_no_referrer(page_server):
+    """The page's address can hold a token until the page has read it."""
+    for path, method, status in [
+        ("/", "GET", 200),
+        ("/main.mpy", "GET", 200),
+        ("/static/runtime/versions.json", "HEAD", 200),
+        ("/local-stack.json", "GET", 200),
+        ("/stack/core.py", "GET", 404),
+        ("/", "POST", 405),
+    ]:
+        got, headers, _ = get(page_server, path, method)
+        assert got == status and headers["referrer-policy"] == "no-referrer", (path, method)
 
 
 # --- extra Directus instances (what integration tests of the client build on) ------------
