@@ -3,7 +3,8 @@
 What the guide "Connect to Realtime Data" needs, and what the tests need beside it:
 
 - collection ``messages``: ``id`` (uuid primary key, generated when the client sends none),
-  ``date_created`` (timestamp, set by Directus, indexed), ``text`` (text), ``user`` (string);
+  ``date_created`` (timestamp, set by Directus, indexed), ``text`` (text, at most
+  ``MAX_TEXT_LENGTH`` characters), ``user`` (string);
 - policy "Public Posts" (read + create on messages, all fields) and user demo@example.com
   with a static token, as in the guide;
 - policy "Read Only Posts" (read) and user reader@example.com (a user that gets FORBIDDEN on
@@ -21,6 +22,32 @@ from typing import Any
 from .api import DirectusAPI, DirectusAPIError
 
 COLLECTION = "messages"
+
+# The page refuses longer texts itself (main.py); Directus refuses them too, so that no other
+# client can store a message the page could not hold.
+MAX_TEXT_LENGTH = 10_000
+
+# A field validation rule (it binds admins as well as policies). Directus has no length
+# operator, so a regular expression counts: one iteration per character, a surrogate pair
+# being one character as in Python's len(); the lookahead, which JavaScript never backtracks
+# into, keeps the match linear in the text's length. Empty and null texts stay allowed (a
+# Joi string refuses both). The regular expression comes first: REST answers with every
+# branch's error, in this order. Over the socket Directus 12.4 sends no answer at all to a
+# write that fails validation (it logs "WebSocket unhandled exception"): the client's
+# request times out, and nothing is stored.
+TEXT_VALIDATION: dict[str, Any] = {
+    "_or": [
+        {
+            "text": {
+                "_regex": r"^(?:(?=([\uD800-\uDBFF][\uDC00-\uDFFF]|[\s\S]))\1){0,%d}$"
+                % MAX_TEXT_LENGTH
+            }
+        },
+        {"text": {"_null": True}},
+        {"text": {"_empty": True}},
+    ]
+}
+TEXT_VALIDATION_MESSAGE = f"A message is at most {MAX_TEXT_LENGTH:,} characters long."
 
 FIELDS: list[dict[str, Any]] = [
     {
@@ -46,7 +73,16 @@ FIELDS: list[dict[str, Any]] = [
         # and 9.4 ms with it.
         "schema": {"is_indexed": True},
     },
-    {"field": "text", "type": "text", "meta": {"interface": "input-multiline"}, "schema": {}},
+    {
+        "field": "text",
+        "type": "text",
+        "meta": {
+            "interface": "input-multiline",
+            "validation": TEXT_VALIDATION,
+            "validation_message": TEXT_VALIDATION_MESSAGE,
+        },
+        "schema": {},
+    },
     {"field": "user", "type": "string", "meta": {"interface": "input"}, "schema": {}},
 ]
 
@@ -103,6 +139,13 @@ def ensure_collection(api: DirectusAPI, changes: list[str]) -> None:
         if spec["schema"].get("is_indexed") and not indexed:
             api.patch(f"/fields/{COLLECTION}/{spec['field']}", {"schema": {"is_indexed": True}})
             changes.append(f"indexed {COLLECTION}.{spec['field']}")
+        meta = have[spec["field"]].get("meta") or {}
+        rules = {
+            k: spec["meta"][k] for k in ("validation", "validation_message") if k in spec["meta"]
+        }
+        if any(meta.get(k) != v for k, v in rules.items()):
+            api.patch(f"/fields/{COLLECTION}/{spec['field']}", {"meta": rules})
+            changes.append(f"validation of {COLLECTION}.{spec['field']} set")
 
 
 def ensure_policy(api: DirectusAPI, name: str, spec: dict[str, Any], changes: list[str]) -> str:
