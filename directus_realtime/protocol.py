@@ -28,7 +28,8 @@ The rules, and where they do better than ``@directus/sdk``:
   unsubscribed ones are not; writes made while disconnected wait in a bounded outbox and are
   sent in order once the connection is back;
 * a request whose reply is lost is sent again only when that is safe, and at most
-  ``request_attempts`` times in all (the SDK has no per-request bound);
+  ``request_attempts`` times in all; one left unanswered on a connection that is demonstrably
+  alive fails instead of costing a reconnect (the SDK has neither bound);
 * a frame that does not decode (not JSON, not an object, an unusable uid, out of memory) is an
   ``InvalidFrame`` error event; the connection goes on;
 * a connection that hears nothing for 1.5 heartbeat periods is treated as dead (half-open sockets
@@ -252,6 +253,7 @@ class _Request:
         self.retry = retry  # safe to send again after a lost reply
         self.uid = None
         self.deadline = None
+        self.sent_at = None
         self.attempts = 0  # times sent
         self.followup = None  # "read-after-duplicate": see _on_reply
 
@@ -289,7 +291,9 @@ class RealtimeProtocol:
         connect_timeout: seconds from asking for a socket to the end of the handshake.
         request_timeout: seconds a request waits for its reply (``request(timeout=)`` wins).
         request_attempts: times a retryable request is sent (once per connection) before it
-            fails; a timed-out attempt drops the connection, so this also bounds reconnects.
+            fails. A timeout on a connection silent since the request drops the connection,
+            so this also bounds the reconnects one request can cause; on a connection heard
+            from meanwhile the request fails at once.
         reconnect: a ``Backoff``, or False to fail when the connection is lost.
         stable_after: seconds a connection must stay open before the backoff starts over;
             None means ``heartbeat_period``. A server that accepts the sign-in and then drops
@@ -601,11 +605,12 @@ class RealtimeProtocol:
         self._send({"type": "ping", "uid": self._next_uid()})
 
     def _request_timed_out(self, req, now):
-        if req.retry and req.attempts < self.request_attempts:
-            # Directus answers in milliseconds: the connection is the likelier culprit.
-            # Reconnect; the request waits in the outbox and is sent again, which its
-            # idempotence makes safe. The backoff keeps growing, as the connection did not
-            # stay up for ``stable_after``.
+        heard_since = req.sent_at is not None and self._conn.last_heard > req.sent_at
+        if req.retry and req.attempts < self.request_attempts and not heard_since:
+            # Directus answers in milliseconds and this connection has been silent since: it
+            # is the likelier culprit. Reconnect; the request waits in the outbox and is sent
+            # again, which its idempotence makes safe. (A connection heard from since, e.g.
+            # by a liveness probe, is alive: a new one would get the same silence.)
             error = RequestTimeout(
                 "No answer within %.0f s (attempt %d of %d); reconnecting to send it again."
                 % (req.timeout, req.attempts, self.request_attempts)
@@ -778,6 +783,7 @@ class RealtimeProtocol:
         req.uid = self._next_uid()
         req.attempts += 1
         req.deadline = (now + req.timeout) if (now is not None and req.timeout) else None
+        req.sent_at = now
         self._conn.requests[req.key] = req
         self._conn.requests_by_uid[req.uid] = req
         message = dict(req.message)

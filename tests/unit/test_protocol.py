@@ -1588,9 +1588,8 @@ def _serve_slowly(proto, until):
     return opens, failed, delays
 
 
-@pytest.mark.parametrize("heartbeat", [True, False])
-def test_a_slow_server_is_not_reconnected_to_at_every_request_timeout_forever(heartbeat):
-    proto = make(request_timeout=10, heartbeat=heartbeat)
+def test_a_slow_server_is_not_reconnected_to_at_every_request_timeout_forever():
+    proto = make(request_timeout=10, heartbeat=False)  # (no probes: see the next test)
     open_proto(proto, 0)
     key = proto.request(READ, now=0)  # retryable: a timeout reconnects and sends it again
     proto.events()
@@ -1600,6 +1599,19 @@ def test_a_slow_server_is_not_reconnected_to_at_every_request_timeout_forever(he
     assert [f.key for f in failed] == [key]
     assert isinstance(failed[0].error, RequestTimeout)
     assert "3 attempts" in str(failed[0].error)
+    assert proto.state == p.OPEN
+
+
+def test_a_request_timeout_on_a_connection_that_answers_probes_does_not_reconnect():
+    proto = make(request_timeout=10, heartbeat_period=30)
+    open_proto(proto, 0)
+    key = proto.request(READ, now=0)
+    proto.events()
+    opens, failed, _ = _serve_slowly(proto, until=600)
+    assert opens == 0
+    assert [f.key for f in failed] == [key]
+    assert isinstance(failed[0].error, RequestTimeout)
+    assert "within 10 s" in str(failed[0].error)
     assert proto.state == p.OPEN
 
 
