@@ -8,12 +8,14 @@
   Response whatever the status; ``.call()/.get()/.post()/.patch()`` raise on HTTP errors).
 - ``admin_api`` (session): logged in as the admin.
 
-Tests under tests/integration get the ``integration`` marker.
+Tests under tests/integration get the ``integration`` marker. A failed test's report gets the
+sections its fixtures asked for with ``tests.browser.report_on_failure`` (the console of each
+page it opened, the log of each server it used).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import pytest
 
 import stack as local_stack
 from stack.api import DirectusAPI
+from tests.browser import failure_sections
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -29,6 +32,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_DIR in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        report.sections += failure_sections(item)
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,37 @@
 """Extra Directus instances for a test session (tests/integration and tests/faults).
 
 Starting one takes about 10 s, so a pool starts every instance the collected tests need at
-once, in the background, and each is ready when its module comes; a module-scoped fixture hands
-it over and stops it when the module is done.
+once, in the background, and each is ready when its module comes; a module-scoped fixture
+(``extra_directus_fixture``) hands it over and stops it when the module is done. Their ports
+(and the fault proxies') come from ``reserve_port``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import pytest
 
+from stack import procs
+
 T = TypeVar("T")
+
+_reserved: set[int] = set()
+_reserve_lock = threading.Lock()
+
+
+def reserve_port(ports: range) -> int:
+    """A port of ``ports`` that is free and that nothing else in this session reserved; safe to
+    call from the pool's worker threads."""
+    with _reserve_lock:
+        for port in ports:
+            if port not in _reserved and not procs.port_in_use(port):
+                _reserved.add(port)
+                return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 class InstancePool(Generic[T]):
@@ -76,3 +94,10 @@ def instance_fixture(name: str, pool_fixture: str, doc: str) -> Any:
 
     fixture.__doc__ = doc
     return fixture
+
+
+def extra_directus_fixture(name: str, pool_fixture: str, envs: Mapping[str, Any]) -> Any:
+    """The module-scoped fixture ``name``: the Directus with environment ``envs[name]`` on a
+    copy of the main database, from the pool of the session fixture ``pool_fixture``."""
+    doc = f"A Directus with {envs[name]} on a copy of the main database."
+    return instance_fixture(name, pool_fixture, doc)

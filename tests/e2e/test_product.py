@@ -8,18 +8,18 @@ import json
 import secrets
 import socket
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from stack import directus as local_directus
+from tests.browser import BOOT_TIMEOUT_MS, STEP_TIMEOUT_MS
 from tests.e2e.pages import ready_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-BOOT_MS = 60_000
-STEP_MS = 15_000
 REALTIME_OFF_PORT = 8250
 
 
@@ -57,7 +57,7 @@ def test_history_shows_the_latest_messages_oldest_first_and_loads_older(open_pag
         rest(stack, "POST", "/items/messages", row)
     probe = open_page("history")
     probe.goto(stack["app_url"], history="5")
-    probe.page.wait_for_selector('body[data-history="true"]', timeout=BOOT_MS)
+    probe.page.wait_for_selector('body[data-history="true"]', timeout=BOOT_TIMEOUT_MS)
     shown = [r["text"] for r in probe.rendered() if r["text"].startswith(tag)]
     assert shown == [f"{tag} #{n:02d}" for n in range(7, 12)]
     probe.page.click("#load-older")
@@ -106,7 +106,7 @@ def test_rows_come_in_chunks_of_up_to_100_in_date_order_and_an_emptied_chunk_goe
     )
     probe = open_page("chunks")
     probe.goto(stack["app_url"], history="150")
-    probe.page.wait_for_selector('body[data-history="true"]', timeout=BOOT_MS)
+    probe.page.wait_for_selector('body[data-history="true"]', timeout=BOOT_TIMEOUT_MS)
     chunks = probe.page.evaluate(CHUNKS_JS)
     assert [len(c["ids"]) for c in chunks] == [100, 50]
     assert {(c["tag"], c["role"]) for c in chunks} == {("OL", "none")}
@@ -144,7 +144,7 @@ def test_compose_form_sends_a_message(open_page, stack):
     count = len(probe.rendered())
     probe.page.fill("#compose input[name=text]", "   ")  # whitespace: refused, nothing sent
     probe.page.press("#compose input[name=text]", "Enter")
-    probe.page.wait_for_selector("#compose .error:has-text('text')", timeout=STEP_MS)
+    probe.page.wait_for_selector("#compose .error:has-text('text')", timeout=STEP_TIMEOUT_MS)
     assert len(probe.rendered()) == count
 
 
@@ -169,12 +169,14 @@ def test_the_page_opens_with_the_newest_message_in_view(open_page, stack, histor
     probe = open_page("opens at the bottom")
     probe.page.set_viewport_size({"width": width, "height": 700})
     probe.goto(stack["app_url"], history=history)
-    probe.page.wait_for_selector('body[data-history="true"]', state="attached", timeout=BOOT_MS)
+    probe.page.wait_for_selector(
+        'body[data-history="true"]', state="attached", timeout=BOOT_TIMEOUT_MS
+    )
     probe.page.wait_for_function(
         "() => { const r = [...document.querySelectorAll('#messages .message')].at(-1)"
         ".getBoundingClientRect(); return r.bottom <= document.querySelector('#compose')"
         ".getBoundingClientRect().top && r.top >= 0; }",
-        timeout=STEP_MS,
+        timeout=STEP_TIMEOUT_MS,
     )
     assert len(probe.rendered()) == int(history)
 
@@ -201,7 +203,7 @@ def test_new_messages_are_followed_at_the_bottom_and_leave_a_reader_above_in_pla
             "() => { const r = [...document.querySelectorAll('#messages .message')].at(-1)"
             ".getBoundingClientRect(); return r.bottom <= document.querySelector('#compose')"
             ".getBoundingClientRect().top && r.top >= 0; }",
-            timeout=STEP_MS,
+            timeout=STEP_TIMEOUT_MS,
         )
     probe.page.evaluate("window.scrollBy(0, -300)")
     probe.page.wait_for_timeout(100)  # (the scroll is applied at the next frame)
@@ -237,10 +239,13 @@ def test_answered_writes_never_touch_local_storage(open_page, stack):
     probe.goto(stack["app_url"])
     probe.wait_ready()
     tag = marker()
+    first_write = time.monotonic()
     for n in range(5):
         result = probe.create_item(f"{tag} #{n}", "outbox")
         assert result["ok"], result
-    probe.page.wait_for_timeout(1500)  # past OUTBOX_DELAY_MS: the timer finds nothing to save
+    # An absence is shown by watching: the outbox's timer starts at the first write and fires
+    # OUTBOX_DELAY_MS (1 s) later; wait until then, and a little for a late timer.
+    probe.page.wait_for_timeout(max(0.0, first_write + 1.5 - time.monotonic()) * 1000)
     assert probe.page.evaluate("window.__outboxWrites") == []
     assert probe.page.evaluate("localStorage.getItem('directus-realtime:outbox')") is None
     shown = [r["text"] for r in probe.rendered() if r["text"].startswith(tag)]
@@ -250,14 +255,14 @@ def test_answered_writes_never_touch_local_storage(open_page, stack):
 def test_settings_panel_connects_and_remembers_only_when_asked(open_page, stack):
     probe = open_page("settings")
     probe.goto(stack["app_url"], url="http://127.0.0.1:9", token="wrong-token")
-    probe.page.wait_for_selector("#problem:not([hidden])", timeout=BOOT_MS)
+    probe.page.wait_for_selector("#problem:not([hidden])", timeout=BOOT_TIMEOUT_MS)
     if not probe.page.is_visible("#settings-form"):
         probe.page.click("#settings summary")
     probe.page.fill("#settings-form input[name=url]", stack["directus_url"])
     probe.page.check("#settings-form input[value=token]")
     probe.page.fill("#settings-form input[name=token]", stack["token"])
     probe.page.click("#settings-form button[type=submit]")
-    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_MS)
+    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_TIMEOUT_MS)
     assert probe.page.is_hidden("#problem")
     assert stack["token"] not in probe.page.url
     stored = probe.page.evaluate(
@@ -271,7 +276,7 @@ def test_settings_panel_connects_and_remembers_only_when_asked(open_page, stack)
     probe.page.fill("#settings-form input[name=token]", stack["token"])
     probe.page.check("#settings-form input[name=remember]")
     probe.page.click("#settings-form button[type=submit]")
-    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_MS)
+    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_TIMEOUT_MS)
     stored = probe.page.evaluate(
         "[sessionStorage.getItem('directus-realtime:settings'),"
         " localStorage.getItem('directus-realtime:settings')]"
@@ -279,7 +284,7 @@ def test_settings_panel_connects_and_remembers_only_when_asked(open_page, stack)
     assert stored[0] is None and json.loads(stored[1])["url"] == stack["directus_url"]
     # A new visit connects with what was remembered, and the panel shows it.
     probe.page.reload()
-    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_MS)
+    probe.page.wait_for_selector('#status[data-state="connected"]', timeout=BOOT_TIMEOUT_MS)
     probe.page.click("#settings summary")
     assert probe.page.input_value("#settings-form input[name=url]") == stack["directus_url"]
     assert probe.page.is_checked("#settings-form input[name=remember]")
@@ -294,7 +299,7 @@ def free_port() -> int:
 def test_error_screen_when_directus_is_unreachable(open_page, stack):
     probe = open_page("unreachable")
     probe.goto(stack["app_url"], url=f"http://127.0.0.1:{free_port()}", token="any")
-    probe.page.wait_for_selector('#problem[data-kind="unreachable"]', timeout=BOOT_MS)
+    probe.page.wait_for_selector('#problem[data-kind="unreachable"]', timeout=BOOT_TIMEOUT_MS)
     text = probe.page.inner_text("#problem")
     assert "does not answer" in text and "keeps trying" in text
 
@@ -302,7 +307,7 @@ def test_error_screen_when_directus_is_unreachable(open_page, stack):
 def test_error_screen_when_the_token_is_refused(open_page, stack):
     probe = open_page("refused")
     probe.goto(stack["app_url"], url=stack["directus_url"], token="not-a-token")
-    probe.page.wait_for_selector('#problem[data-kind="auth"]', timeout=BOOT_MS)
+    probe.page.wait_for_selector('#problem[data-kind="auth"]', timeout=BOOT_TIMEOUT_MS)
     assert "refused" in probe.page.inner_text("#problem h2")
     assert probe.page.is_visible("#settings-form")  # what to do is right there
 
@@ -319,7 +324,7 @@ def test_error_screen_when_realtime_is_off(open_page, stack):
     try:
         probe = open_page("realtime-off")
         probe.goto(stack["app_url"], url=handle.url, token=stack["token"])
-        probe.page.wait_for_selector('#problem[data-kind="realtime-off"]', timeout=BOOT_MS)
+        probe.page.wait_for_selector('#problem[data-kind="realtime-off"]', timeout=BOOT_TIMEOUT_MS)
         assert "WEBSOCKETS_ENABLED=true" in probe.page.inner_text("#problem")
     finally:
         local_directus.stop(handle)

@@ -9,8 +9,9 @@ the whole session and a second Playwright cannot run in that thread while it liv
   result (cancelled and failed after ``timeout``).
 - ``browser`` (session): one headless Chromium (Debian's), launched on that loop.
 - ``open_page`` (function): async factory ``await open_page(name)`` -> ``PageProbe``, a page in a
-  fresh browser context that records console, page errors, WebSocket frames and every
-  ``#status[data-state]`` change with its wall-clock time (a MutationObserver in the page).
+  fresh browser context that records console, page errors, WebSocket frames (tests/browser.py's
+  ``PageRecord``) and every ``#status[data-state]`` change with its wall-clock time (a
+  MutationObserver in the page).
 - ``crash_directus``, ``proxied_directus``, ``short_ttl_directus`` (module): extra Directus
   instances (``FaultDirectus``) on copies of the main database, ports 8200-8249, with CORS for
   the page server's origin; all the collected tests need are started at once, in the background.
@@ -40,25 +41,28 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, async_playwright
 
 from stack import directus, procs
 from stack.api import DirectusAPI
-from stack.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.pools import InstancePool, instance_fixture, running_pool
+from tests.browser import (
+    BOOT_TIMEOUT_MS,
+    LAUNCH_OPTIONS,
+    STEP_TIMEOUT_MS,
+    PageRecord,
+    init_scripts,
+    report_on_failure,
+)
+from tests.pools import InstancePool, extra_directus_fixture, reserve_port, running_pool
 
 HERE = Path(__file__).parent
 PORTS = range(8200, 8250)
-_reserved: set[int] = set()
-_reserve_lock = threading.Lock()
-
-BOOT_TIMEOUT = 60.0  # Pyodide's start on a loaded machine
 HEARTBEAT_PERIOD = 2  # seconds (WEBSOCKETS_HEARTBEAT_PERIOD of the instances where it matters)
 TOKEN_TTL = 5  # seconds (ACCESS_TOKEN_TTL of short_ttl_directus)
 
@@ -74,15 +78,6 @@ def _load_proxy_module():
 
 
 FaultProxy = _load_proxy_module().FaultProxy
-
-
-def reserve_port() -> int:
-    with _reserve_lock:
-        for port in PORTS:
-            if port not in _reserved and not procs.port_in_use(port):
-                _reserved.add(port)
-                return port
-    raise RuntimeError("no free port in 8200-8249")
 
 
 def now_ms() -> float:
@@ -130,9 +125,7 @@ def loop() -> Iterator[BackgroundLoop]:
 def browser(loop: BackgroundLoop) -> Iterator[Browser]:
     async def launch() -> tuple[Any, Browser]:
         playwright = await async_playwright().start()
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = await playwright.chromium.launch(**LAUNCH_OPTIONS)
         return playwright, chromium
 
     async def close(playwright: Any, chromium: Browser) -> None:
@@ -150,90 +143,21 @@ def browser(loop: BackgroundLoop) -> Iterator[Browser]:
 
 # ----- pages --------------------------------------------------------------------------------
 
-# Records every change of #status[data-state] with Date.now() (window.__states), so that the
-# time a page got back to "connected" is measured in the page, not by polling.
-STATE_SPY = """
-(() => {
-  window.__states = [];
-  const start = () => {
-    const el = document.getElementById('status');
-    if (!el) return;
-    let last = null;
-    const record = () => {
-      const state = el.dataset.state;
-      if (state !== last) { last = state; window.__states.push([Date.now(), state]); }
-    };
-    record();
-    new MutationObserver(record).observe(el, {attributes: true, attributeFilter: ['data-state']});
-  };
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
-  else start();
-})();
-"""
 
-
-@dataclass
-class SocketRecord:
-    url: str
-    opened_at: float
-    sent: list[tuple[float, str]] = field(default_factory=list)
-    received: list[tuple[float, str]] = field(default_factory=list)
-    closed_at: float | None = None
-
-    def received_json(self) -> list[Any]:
-        return [m for _, m in _decoded(self.received)]
-
-    def sent_json(self) -> list[Any]:
-        return [m for _, m in _decoded(self.sent)]
-
-    def timeline(self) -> list[tuple[float, str, Any]]:
-        """(time, ">>" sent or "<<" received, decoded message), in time order."""
-        both = [(t, ">>", m) for t, m in _decoded(self.sent)]
-        both += [(t, "<<", m) for t, m in _decoded(self.received)]
-        return sorted(both, key=lambda entry: entry[0])
-
-
-def _decoded(frames: list[tuple[float, str]]) -> list[tuple[float, Any]]:
-    out = []
-    for t, frame in frames:
-        with contextlib.suppress(TypeError, ValueError):
-            out.append((t, json.loads(frame)))
-    return out
-
-
-@dataclass
-class PageProbe:
-    name: str
-    context: BrowserContext
-    page: Page
-    console: list[tuple[float, str, str]] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    sockets: list[SocketRecord] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-
-    def attach(self) -> None:
-        self.page.on("console", lambda m: self.console.append((time.time(), m.type, m.text)))
-        self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-        self.page.on("websocket", self._on_websocket)
-        self.context.on("request", lambda r: self.requests.append(f"{r.method} {r.url}"))
-
-    def _on_websocket(self, ws: Any) -> None:
-        record = SocketRecord(ws.url, time.time())
-        self.sockets.append(record)
-        ws.on("framesent", lambda payload: record.sent.append((time.time(), payload)))
-        ws.on("framereceived", lambda payload: record.received.append((time.time(), payload)))
-        ws.on("close", lambda _ws: setattr(record, "closed_at", time.time()))
+class PageProbe(PageRecord):
+    """A page plus everything it did (tests/browser.py), and what the scenarios ask of it; every
+    ``#status[data-state]`` change is in ``await states()`` with the page's Date.now()."""
 
     async def open(self, app_url: str, **query: str) -> None:
         await self.page.goto(app_url + "?" + urllib.parse.urlencode(query))
 
-    async def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> None:
+    async def wait_ready(self, timeout: float = BOOT_TIMEOUT_MS) -> None:
         """Connected, subscribed (init arrived) and the first catch-up read done."""
         await self.page.wait_for_function(
             """() => document.querySelector('#status')?.dataset.state === 'connected'
                   && document.body.dataset.subscribed === 'true'
                   && document.body.dataset.history === 'true'""",
-            timeout=timeout * 1000,
+            timeout=timeout,
         )
 
     async def state(self) -> str:
@@ -271,57 +195,6 @@ class PageProbe:
     async def creates(self) -> dict[str, dict]:
         return await self.page.evaluate("window.__creates || {}")
 
-    def console_count(self, text: str) -> int:
-        return sum(1 for _, _, line in self.console if line == text)
-
-    def wire_ids(self) -> set[str]:
-        """Ids of every row that reached the page on its sockets (events and replies)."""
-        ids = set()
-        for message in self.frames_received():
-            if not isinstance(message, dict):
-                continue
-            data = message.get("data")
-            for row in data if isinstance(data, list) else [data]:
-                if isinstance(row, dict) and row.get("id"):
-                    ids.add(str(row["id"]))
-        return ids
-
-    def pings_on_last_socket(self) -> int:
-        if not self.sockets:
-            return 0
-        return sum(
-            1
-            for m in self.sockets[-1].received_json()
-            if isinstance(m, dict) and m.get("type") == "ping"
-        )
-
-    def errors_received(self) -> list[dict]:
-        return [
-            m for m in self.frames_received() if isinstance(m, dict) and m.get("status") == "error"
-        ]
-
-    def console_matching(self, prefix: str) -> list[str]:
-        return [line for _, _, line in self.console if line.startswith(prefix)]
-
-    def frames_received(self) -> list[Any]:
-        return [m for record in self.sockets for m in record.received_json()]
-
-    def frames_sent(self) -> list[Any]:
-        return [m for record in self.sockets for m in record.sent_json()]
-
-    def report(self) -> str:
-        lines = [f"url: {self.page.url if not self.page.is_closed() else '(closed)'}"]
-        t0 = self.console[0][0] if self.console else time.time()
-        lines += [f"{t - t0:8.3f}s [{kind}] {text[:300]}" for t, kind, text in self.console]
-        lines += [f"[pageerror] {e}" for e in self.page_errors]
-        for record in self.sockets:
-            lines.append(
-                f"[websocket] {record.url} opened={record.opened_at - t0:.3f}s "
-                f"sent={len(record.sent)} received={len(record.received)} "
-                f"closed={'%.3fs' % (record.closed_at - t0) if record.closed_at else 'no'}"
-            )
-        return "\n".join(lines)
-
 
 @pytest.fixture
 def open_page(
@@ -329,15 +202,14 @@ def open_page(
 ) -> Iterator[Callable[[str], Awaitable[PageProbe]]]:
     """``await open_page(name)`` (on the background loop) -> a PageProbe in its own context."""
     probes: list[PageProbe] = []
-    request.node.fault_probes = probes
 
     async def factory(name: str) -> PageProbe:
         context = await browser.new_context()
-        context.set_default_timeout(15_000)
-        await context.add_init_script(STATE_SPY)
-        page = await context.new_page()
-        probe = PageProbe(name, context, page)
-        probe.attach()
+        context.set_default_timeout(STEP_TIMEOUT_MS)
+        for script in init_scripts(spy_states=True):
+            await context.add_init_script(script)
+        probe = PageProbe(name, context, await context.new_page())
+        probe.attach(request.node)
         probes.append(probe)
         return probe
 
@@ -351,17 +223,6 @@ def open_page(
     loop.run(close_all(), 30)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and report.when in ("setup", "call"):
-        for probe in getattr(item, "fault_probes", []):
-            report.sections.append((f"browser console of {probe.name}", probe.report()))
-        for server in getattr(item, "fault_servers", []):
-            report.sections.append((f"log of {server.name}", server.log_tail()))
-
-
 # ----- Directus instances -------------------------------------------------------------------
 
 
@@ -373,7 +234,7 @@ class FaultDirectus:
         self.env = env
         self.app_port = int(stack["app_port"])
         self.tmp = tmp
-        self.port = reserve_port()
+        self.port = reserve_port(PORTS)
         self.db = directus.copy_of_main_db(tmp)
         self.log_file = tmp / "directus.log"
         self.handle: directus.DirectusHandle | None = None
@@ -440,15 +301,9 @@ def directus_pool(
     yield from running_pool(request, pool, EXTRA)
 
 
-def _extra_fixture(name: str) -> Any:
-    return instance_fixture(
-        name, "directus_pool", f"A Directus with {EXTRA[name]} on a copy of the main database."
-    )
-
-
-crash_directus = _extra_fixture("crash_directus")
-proxied_directus = _extra_fixture("proxied_directus")
-short_ttl_directus = _extra_fixture("short_ttl_directus")
+crash_directus = extra_directus_fixture("crash_directus", "directus_pool", EXTRA)
+proxied_directus = extra_directus_fixture("proxied_directus", "directus_pool", EXTRA)
+short_ttl_directus = extra_directus_fixture("short_ttl_directus", "directus_pool", EXTRA)
 
 
 @pytest.fixture
@@ -456,7 +311,8 @@ def remember_servers(request: pytest.FixtureRequest) -> Callable[..., None]:
     """``remember_servers(*servers)``: their log tails go into the report when the test fails."""
 
     def remember(*servers: FaultDirectus) -> None:
-        request.node.fault_servers = list(servers)
+        for server in servers:
+            report_on_failure(request.node, f"log of {server.name}", server.log_tail)
 
     return remember
 
@@ -467,7 +323,7 @@ def make_proxy(loop: BackgroundLoop) -> Iterator[Callable[[int], Awaitable[Any]]
     proxies: list[Any] = []
 
     async def factory(target_port: int) -> Any:
-        proxy = FaultProxy(reserve_port(), target_port)
+        proxy = FaultProxy(reserve_port(PORTS), target_port)
         proxies.append(proxy)
         await proxy.start()
         return proxy
@@ -644,16 +500,20 @@ def tally(page: str, expected: list[str], dom_ids: list[str]) -> Tally:
 async def quiesce(
     pages: list[PageProbe], expected: list[str], timeout: float = 30.0
 ) -> dict[str, list[str]]:
-    """Wait (bounded) until every page shows every expected id, then 1 s more so that a late
-    duplicate would show too. Returns each page's DOM ids."""
+    """Wait (bounded) until every page shows every expected id and has the answer to every
+    request it sent on its current socket (a catch-up read, a create): then nothing that could
+    bring a row twice is under way. Returns each page's DOM ids."""
     wanted = set(expected)
     deadline = time.monotonic() + timeout
     while True:
-        seen = {p.name: await p.ids() for p in pages}
-        if all(wanted <= set(ids) for ids in seen.values()) or time.monotonic() > deadline:
+        shown = all(wanted <= set(await p.ids()) for p in pages)
+        waiting = [p.name for p in pages if p.sockets and p.sockets[-1].unanswered()]
+        if (shown and not waiting) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.25)
-    await asyncio.sleep(1.0)
+    # What is on the wire by now reaches the DOM within a task or two of the page's; this short
+    # look is what proves that no late duplicate of it shows.
+    await asyncio.sleep(0.25)
     return {p.name: await p.ids() for p in pages}
 
 

@@ -7,7 +7,8 @@ The folder is not a package, so helpers reach the tests as fixtures:
   (``client.wire``) and every handler call and state change is counted (``client.probe``);
   all are disconnected at teardown. ``rt.connected(...)`` also connects it. ``rt.eventually``,
   ``rt.next(sub)``, ``rt.until(sub, predicate)`` are bounded waits whose failure message carries
-  the client's wire log. ``rt.marker()``, ``rt.row(text)``, ``rt.ids(message)``, ``rt.WAIT``.
+  the client's wire log; ``rt.watch_for_retries(client)`` gives a client that gave up the time
+  to retry, were it going to. ``rt.marker()``, ``rt.row(text)``, ``rt.ids(message)``, ``rt.WAIT``.
 - ``public_directus``, ``strict_directus``, ``heartbeat_directus``, ``short_ttl_directus``,
   ``crash_directus`` (module): extra Directus instances (``ExtraDirectus``) on copies of the main
   database, ports 8155-8199, configured as in ``EXTRA``. The ones the collected tests need are
@@ -28,15 +29,17 @@ from typing import Any
 import pytest
 
 from directus_realtime import RealtimeClient
+from directus_realtime.protocol import Backoff
 from directus_realtime.transports.cpython import WebsocketsSocket
-from stack import directus, procs
+from stack import directus
 from stack.api import DirectusAPI
-from tests.pools import InstancePool, instance_fixture, needed, running_pool
+from tests.pools import InstancePool, extra_directus_fixture, needed, reserve_port, running_pool
 
 TEST_USER = "pytest-realtime"  # the `user` of every row these tests create
 WAIT = 15.0  # the bound of every wait for something Directus should do promptly
 PORTS = range(8155, 8200)
-_reserved: set[int] = set()
+# A client retries within this long of a failure at the most (its backoff's first ceiling).
+FIRST_RETRY_WITHIN = Backoff().delay
 
 
 def marker(label: str = "rt") -> str:
@@ -304,6 +307,16 @@ class Harness:
             raise AssertionError(f"connect() failed: {error!r}\n" + describe(client)) from error
         return client
 
+    @staticmethod
+    async def watch_for_retries(client: RealtimeClient) -> float:
+        """Give a client that gave up the time it would take to try again, were it going to:
+        its sockets end, then twice the longest wait before a first retry. An absence can only
+        be shown by watching, and the backoff says how long is enough. Returns the seconds."""
+        t0 = time.monotonic()
+        await client.wire.settle()  # type: ignore[attr-defined]
+        await asyncio.sleep(2 * FIRST_RETRY_WITHIN)
+        return time.monotonic() - t0
+
     async def close_all(self) -> None:
         for client in self.clients:
             client.disconnect()
@@ -316,14 +329,6 @@ async def rt() -> Any:
     harness = Harness()
     yield harness
     await harness.close_all()
-
-
-def reserve_port() -> int:
-    for port in PORTS:
-        if port not in _reserved and not procs.port_in_use(port):
-            _reserved.add(port)
-            return port
-    raise RuntimeError("no free port in 8155-8199")
 
 
 class ExtraDirectus:
@@ -377,21 +382,25 @@ def _grant_public_read(server: ExtraDirectus, stack: dict[str, Any]) -> None:
 HEARTBEAT_PERIOD = 2  # seconds
 TOKEN_TTL = 3  # seconds
 
-# fixture name -> (Directus environment, preparation after start)
-EXTRA: dict[str, tuple[dict[str, str], Callable[..., None] | None]] = {
-    "public_directus": ({"WEBSOCKETS_REST_AUTH": "public"}, _grant_public_read),
-    "strict_directus": ({"WEBSOCKETS_REST_AUTH": "strict"}, None),
-    "heartbeat_directus": ({"WEBSOCKETS_HEARTBEAT_PERIOD": str(HEARTBEAT_PERIOD)}, None),
-    "short_ttl_directus": ({"ACCESS_TOKEN_TTL": f"{TOKEN_TTL}s"}, None),
-    "crash_directus": ({}, None),
+# fixture name -> Directus environment
+EXTRA: dict[str, dict[str, str]] = {
+    "public_directus": {"WEBSOCKETS_REST_AUTH": "public"},
+    "strict_directus": {"WEBSOCKETS_REST_AUTH": "strict"},
+    "heartbeat_directus": {"WEBSOCKETS_HEARTBEAT_PERIOD": str(HEARTBEAT_PERIOD)},
+    "short_ttl_directus": {"ACCESS_TOKEN_TTL": f"{TOKEN_TTL}s"},
+    "crash_directus": {},
+}
+# fixture name -> what is done to it once started
+PREPARE: dict[str, Callable[[ExtraDirectus, dict[str, Any]], None]] = {
+    "public_directus": _grant_public_read,
 }
 
 
 def _plan_extra(stack: dict[str, Any], tmp: pytest.TempPathFactory) -> Callable[..., Any]:
     def plan(name: str) -> Callable[[], ExtraDirectus]:
-        env, prepare = EXTRA[name]
+        env, prepare = EXTRA[name], PREPARE.get(name)
         tmp_dir = tmp.mktemp(name)
-        port = reserve_port()  # here, not in the thread: reservations are not thread-safe
+        port = reserve_port(PORTS)
 
         def start() -> ExtraDirectus:
             db = directus.copy_of_main_db(tmp_dir)
@@ -427,17 +436,11 @@ def _start_extra_instances_early(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("extra_pool")
 
 
-def _extra_fixture(name: str) -> Any:
-    return instance_fixture(
-        name, "extra_pool", f"A Directus with {EXTRA[name][0]} on a copy of the main database."
-    )
-
-
-public_directus = _extra_fixture("public_directus")
-strict_directus = _extra_fixture("strict_directus")
-heartbeat_directus = _extra_fixture("heartbeat_directus")
-short_ttl_directus = _extra_fixture("short_ttl_directus")
-crash_directus = _extra_fixture("crash_directus")
+public_directus = extra_directus_fixture("public_directus", "extra_pool", EXTRA)
+strict_directus = extra_directus_fixture("strict_directus", "extra_pool", EXTRA)
+heartbeat_directus = extra_directus_fixture("heartbeat_directus", "extra_pool", EXTRA)
+short_ttl_directus = extra_directus_fixture("short_ttl_directus", "extra_pool", EXTRA)
+crash_directus = extra_directus_fixture("crash_directus", "extra_pool", EXTRA)
 
 
 @pytest.fixture(scope="module")
