@@ -84,4 +84,4 @@ async def start() -> None:
     try:
         await subscription.wait_closed()
     except Exception as error:
-        page.fail("gave-up", "the subscription ended: " + str(error))
+        page.ended(error)  # said in the status line and the console

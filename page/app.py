@@ -120,6 +120,11 @@ class Page:
             self.second_look.start(SECOND_LOOK_MS)  # another tab's, or one still closing
         self.show_waiting()
 
+    def ended(self, error) -> None:
+        """The create subscription ended for good (the problem screen, if any, says why)."""
+        self.window.console.error("The subscription ended: " + str(error))
+        self.screen.status("error", "the subscription ended: " + str(error))
+
     def fail(self, kind: str, reason: str) -> None:
         self.screen.status("error", reason)
         self.screen.problem(kind, reason)
