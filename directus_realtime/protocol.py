@@ -298,7 +298,8 @@ class RealtimeProtocol:
         stable_after: seconds a connection must stay open before the backoff starts over;
             None means ``heartbeat_period``. A server that accepts the sign-in and then drops
             the socket thus gets growing delays, not a reconnect every ``Backoff.delay``.
-        outbox_limit: writes that may wait for the connection; more fail with ``OutboxFull``.
+        outbox_limit: requests that may wait for the connection, counting those in flight
+            that a lost connection would send again; more fail with ``OutboxFull``.
         ws_url: the socket URL, when it is not derived from ``url`` (the SDK's ``url``).
         probes: ping a silent connection while a reply is awaited (see ``_probe_at``).
     """
@@ -683,7 +684,8 @@ class RealtimeProtocol:
         """Send a request that expects one reply (``items``, ``auth``...). Returns a key.
 
         The outcome arrives as ``RequestDone`` / ``RequestFailed`` with that key. While
-        disconnected it waits in the outbox (bounded: ``OutboxFull`` past ``outbox_limit``).
+        disconnected it waits in the outbox (bounded: ``OutboxFull`` past ``outbox_limit``,
+        which also counts the requests in flight that would be sent again).
         ``retry`` says whether a request whose reply was lost may be sent again (at most
         ``request_attempts`` times in all); by default reads are, and creates whose items all
         carry their own primary key (a second try then meets RECORD_NOT_UNIQUE, which counts
@@ -693,7 +695,7 @@ class RealtimeProtocol:
         if retry is None:
             retry = _is_idempotent(message)
         req = _Request(self._next_key(), message, timeout or self.request_timeout, retry)
-        if self.state == OPEN:
+        if self.state == OPEN and not (retry and self._waiting() >= self.outbox_limit):
             self._send_request(req, now)
         else:
             self._queue(req)
@@ -790,11 +792,21 @@ class RealtimeProtocol:
         message["uid"] = req.uid
         self._send(message)
 
+    def _waiting(self):
+        """What counts against ``outbox_limit``: the outbox, and the requests in flight that
+        a lost connection would put back into it."""
+        waiting = len(self._outbox)
+        if self._conn is not None:
+            for req in self._conn.requests.values():
+                if req.retry:
+                    waiting += 1
+        return waiting
+
     def _queue(self, req):
-        if len(self._outbox) >= self.outbox_limit:
+        if self._waiting() >= self.outbox_limit:
             error = OutboxFull(
-                "%d writes are already waiting for the connection to come back; "
-                "wait for it before sending more." % self.outbox_limit
+                "%d requests are already waiting to be sent or answered; wait for them "
+                "before sending more." % self.outbox_limit
             )
             if req.key is None:
                 raise error

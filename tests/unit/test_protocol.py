@@ -1708,3 +1708,22 @@ def test_a_frame_from_a_socket_already_given_up_is_ignored():
     proto.events()
     proto.receive_text('{"type": "auth", "status": "ok"}', 10.1)
     assert proto.events() == [] and proto.state == p.RECONNECTING
+
+
+# --- found by the Hypothesis machine (test_protocol_machine.py) -------------------------------
+
+
+def test_a_lost_connection_never_overfills_the_outbox():
+    proto = make(outbox_limit=2)
+    open_proto(proto)
+    reads = [proto.request(READ, now=0) for _ in range(2)]
+    third = proto.request(READ, now=0)  # two in flight would come back to the outbox
+    update = proto.request({"type": "items", "collection": "c", "action": "update", "id": 1}, now=0)
+    events = proto.events()
+    failed = of(events, p.RequestFailed)
+    assert [(f.key, type(f.error)) for f in failed] == [(third, OutboxFull)]
+    assert [m["action"] for m in sent(events)] == ["read", "read", "update"]  # (never resent)
+    proto.socket_closed(1)
+    events = proto.events()
+    assert [f.key for f in of(events, p.RequestFailed)] == [update]
+    assert proto.outbox() == [READ, READ] and len(reads) == 2
