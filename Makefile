@@ -82,11 +82,16 @@ setup-static: setup-runtime
 		sha256sum $(STATIC_INPUTS) > $(STATIC_STAMP); \
 	fi
 
-run: setup
-	$(PY) -m stack run
+# CLUSTER=1: PostgreSQL, Redis, two Directus and HAProxy on DIRECTUS_PORT (stack/cluster.py).
+CLUSTER ?=
+CLUSTER_FLAG = $(if $(CLUSTER),--cluster)
+CLUSTER_DEPS = $(if $(CLUSTER),cluster-packages)
 
-up: setup
-	$(PY) -m stack up
+run: setup $(CLUSTER_DEPS)
+	$(PY) -m stack run $(CLUSTER_FLAG)
+
+up: setup $(CLUSTER_DEPS)
+	$(PY) -m stack up $(CLUSTER_FLAG)
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "no $(VENV): nothing runs"; fi
@@ -97,6 +102,13 @@ status:
 provision:
 	$(PY) -m stack provision
 
+.PHONY: cluster-packages
+cluster-packages:
+	@test -x /usr/sbin/haproxy -a -x /usr/bin/redis-server -a -n "$$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null)" || { \
+		echo "installing Debian postgresql, redis-server and haproxy (apt-get; the cluster stack)…"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server haproxy; }
+
 chromium:
 	@test -x /usr/bin/chromium || { \
 		echo "installing Debian chromium (apt-get)…"; \
@@ -104,6 +116,7 @@ chromium:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 test: setup chromium
+	@$(MAKE) --no-print-directory cluster-packages || echo "no cluster packages: tests/cluster skips"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -13,8 +13,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_run = sub.add_parser("run", help="run the stack in the foreground until Ctrl-C")
     p_run.add_argument("--verbose", action="store_true", help="log every page request")
-    sub.add_parser("up", help="start the stack in the background (no-op when up)")
-    sub.add_parser("down", help="stop the background stack (by var/*.pid)")
+    p_up = sub.add_parser("up", help="start the stack in the background (no-op when up)")
+    for p in (p_run, p_up):
+        p.add_argument(
+            "--cluster",
+            action="store_true",
+            help="PostgreSQL, Redis, two Directus and HAProxy instead of one Directus on SQLite",
+        )
+    sub.add_parser("down", help="stop the background stack, single or cluster (by var/*.pid)")
     sub.add_parser("status", help="show what runs (exit 0 when both servers answer)")
     sub.add_parser("provision", help="(re)provision the running Directus; idempotent")
     sub.add_parser("serve", help="only the page server (used by `up`)", add_help=False)
@@ -28,6 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        from . import cluster
+
+        if args.cmd in ("run", "up") and args.cluster:
+            if args.cmd == "run":
+                return cluster.run()
+            cluster.print_info(cluster.up())
+            return 0
+        if args.cmd in ("run", "up") and cluster.running():
+            print("the cluster is running (`make down` stops it)", file=sys.stderr)
+            return 1
         if args.cmd == "run":
             return core.run(verbose=args.verbose)
         if args.cmd == "up":
@@ -39,10 +55,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  token     {info['token']}")
             return 0
         if args.cmd == "down":
-            if not core.down(quiet=False):
+            stopped = core.down(quiet=False)
+            if not (cluster.down(quiet=False) or stopped):
                 print("the stack is not running")
             return 0
         if args.cmd == "status":
+            if cluster.running():
+                return cluster.print_status()
             return core.print_status()
         if args.cmd == "provision":
             return core.provision_running()

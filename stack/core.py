@@ -68,6 +68,8 @@ def read_info() -> dict[str, Any] | None:
 def _make_info(directus_port: int, app_port: int) -> dict[str, Any]:
     s = credentials.load()
     return {
+        # "cluster" when `make up CLUSTER=1` runs (stack/cluster.py adds its instances).
+        "mode": "single",
         "directus_url": f"http://{paths.HOST}:{directus_port}",
         "ws_url": f"ws://{paths.HOST}:{directus_port}/websocket",
         "app_url": f"http://{paths.HOST}:{app_port}/",
