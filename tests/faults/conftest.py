@@ -506,7 +506,7 @@ async def quiesce(
     wanted = set(expected)
     deadline = time.monotonic() + timeout
     while True:
-        shown = all(wanted <= set(await p.ids()) for p in pages)
+        shown = all([wanted <= set(await p.ids()) for p in pages])
         waiting = [p.name for p in pages if p.sockets and p.sockets[-1].unanswered()]
         if (shown and not waiting) or time.monotonic() > deadline:
             break
