@@ -34,7 +34,8 @@ STATIC_INPUTS := $(RUNTIME_INPUTS) stack/assets.py
 fresh = sha256sum $(2) 2>/dev/null | cmp -s - $(1)
 
 .PHONY: help setup setup-pip setup-directus setup-runtime setup-static
-.PHONY: run up down status provision test chromium bench screenshots lint fmt clean distclean
+.PHONY: run up down status provision test chromium nginx dist wheel bench screenshots lint fmt clean
+.PHONY: distclean
 
 help:
 	@echo "make setup      install everything (venv, Directus, PyScript with MicroPython and Pyodide); fast when done"
@@ -42,6 +43,8 @@ help:
 	@echo "make up|down    start|stop them in the background (pids and logs in var/)"
 	@echo "make status     what runs"
 	@echo "make test       run pytest (PYTEST_ARGS=...) against the local stack"
+	@echo "make dist       write dist/: the page for any static web server (DIRECTUS_URL=...)"
+	@echo "make wheel      build the client library's wheel into dist-wheel/"
 	@echo "make lint|fmt   ruff"
 	@echo "make bench      python -m bench"
 	@echo "make clean      remove static/runtime and caches; distclean also .venv, node_modules, var/"
@@ -115,9 +118,27 @@ chromium:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: setup chromium
+nginx:
+	@test -x /usr/sbin/nginx || { \
+		echo "installing Debian nginx (apt-get; tests/e2e/test_dist.py serves dist/ with it)…"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
+
+test: setup chromium nginx
 	@$(MAKE) --no-print-directory cluster-packages || echo "no cluster packages: tests/cluster skips"
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The page for any static web server: no Python server behind it (stack/build.py, the page
+# server's own build). DIRECTUS_URL is the Directus it connects to unless ?url= says otherwise.
+DIRECTUS_URL ?=
+dist: setup-pip setup-static
+	$(PY) -m stack dist --out dist $(if $(DIRECTUS_URL),--directus-url '$(DIRECTUS_URL)')
+
+# The client library as a wheel (pip install ., or PyScript's packages = ["./<wheel>"]).
+wheel: setup-pip
+	rm -rf dist-wheel
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist-wheel .
+	@ls dist-wheel/*.whl
 
 bench: setup
 	$(PY) -m bench
@@ -135,6 +156,7 @@ fmt: setup-pip
 
 clean:
 	rm -rf static/runtime static/runtime.new static/runtime.old .pytest_cache .ruff_cache test-results *.egg-info
+	rm -rf dist dist-wheel build
 	find . -path ./.venv -prune -o -path '*/node_modules' -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: down clean

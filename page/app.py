@@ -56,7 +56,7 @@ class Page:
     # ----- where to connect -----
 
     async def read_settings(self):
-        """The query string, else the Settings panel's saved values, else the local stack;
+        """The query string, else the Settings panel's saved values, else ./config.json;
         None (and a problem screen that says why) when they cannot work. The secrets leave
         the address bar whatever happens next."""
         self.forget_secrets.start(0)  # (after the socket is on its way, unless this fails)
@@ -70,7 +70,9 @@ class Page:
                     raw = browser.read_storage(storage, settings.KEY) if storage else None
                     found = settings.merged(found, settings.from_saved(raw, browser.warn))
             if not settings.complete(found):
-                local = await browser.fetch_json("./local-stack.json")
+                # make dist's config.json names a Directus; the page server's, the local stack
+                # with its token
+                local = await browser.fetch_json("./config.json")
                 if local:
                     found = settings.with_local_stack(found, local)
             self.settings = settings.checked(found)

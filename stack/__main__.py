@@ -1,11 +1,11 @@
-"""python -m stack run|up|down|status|provision|serve|install-runtime"""
+"""python -m stack run|up|down|status|provision|serve|dist|install-runtime"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import assets, core, serve
+from . import assets, build, core, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show what runs (exit 0 when both servers answer)")
     sub.add_parser("provision", help="(re)provision the running Directus; idempotent")
     sub.add_parser("serve", help="only the page server (used by `up`)", add_help=False)
+    sub.add_parser("dist", help="write dist/, the page for any static web server", add_help=False)
     sub.add_parser(
         "install-runtime", help="copy PyScript/MicroPython/Pyodide/SDK into static/runtime/"
     )
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "serve":
         return serve.main(rest)
+    if args.cmd == "dist":
+        return build.main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

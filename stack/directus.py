@@ -58,8 +58,12 @@ class DirectusHandle:
 
 
 def app_origins(app_port: int | None = None) -> str:
+    """CORS_ORIGIN: the page server's two origins, and ``EXTRA_ORIGINS`` (paths.extra_origins:
+    e.g. ``dist/`` served by another web server)."""
     port = paths.app_port() if app_port is None else app_port
-    return f"http://127.0.0.1:{port},http://localhost:{port}"
+    origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+    origins += [origin for origin in paths.extra_origins() if origin not in origins]
+    return ",".join(origins)
 
 
 def directus_env(

@@ -45,6 +45,14 @@ def app_port() -> int:
     return int(os.environ.get("APP_PORT", "8000"))
 
 
+def extra_origins() -> list[str]:
+    """``EXTRA_ORIGINS`` (comma-separated): origins that serve the page besides the page server,
+    e.g. ``http://127.0.0.1:8123`` for ``dist/`` on ``python3 -m http.server 8123``. Directus
+    allows them (CORS_ORIGIN) and the page server's connect-src names them."""
+    origins = os.environ.get("EXTRA_ORIGINS", "").split(",")
+    return [origin.strip().rstrip("/") for origin in origins if origin.strip()]
+
+
 def python() -> str:
     """The interpreter to start helper processes with (the venv's when there is one)."""
     venv_python = VENV / "bin" / "python"

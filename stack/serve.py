@@ -8,9 +8,10 @@
   under the repository root, but only below the
   top-level names in ALLOWED (deny by default: no var/, .venv/, stack/, .git/, tests/ ...), and
   never dot-files or __pycache__.
-- ``/local-stack.json`` answers ``{"directus_url", "token"}`` of the local stack (the demo
-  user's static token, from var/stack.json), so the page works with no query parameters. It
-  is ``no-store``: a secret stays out of every cache.
+- ``/config.json`` (the page's default settings: in ``make dist``'s build it holds only
+  ``directus_url``) answers ``{"directus_url", "token"}`` of the local stack (the demo user's
+  static token, from var/stack.json), so the page works with no query parameters; so does
+  ``/local-stack.json``, its old name. It is ``no-store``: a secret stays out of every cache.
 - ``/main.mpy``, ``/directus_realtime/<name>.mpy`` and ``/page/<name>.mpy`` (mpy.SOURCES) are
   the .py compiled to MicroPython bytecode, which the MicroPython page imports without
   compiling (stack/mpy.py). index.html is sent with their URLs stamped ``?v=<version of the
@@ -18,12 +19,12 @@
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
 - Every answer carries ``Referrer-Policy: no-referrer`` (the page's address can hold a token
-  until the page removes it) and a Content-Security-Policy: scripts only from this server (plus
-  ``'wasm-unsafe-eval'`` for the interpreters' WebAssembly and ``'unsafe-eval'``, without which
-  PyScript's core does not start: it evaluates strings), connections only to
-  this server and to Directus on the loopback (any port: the local stack and the test
-  instances). ``APP_CONNECT_SRC`` (environment) adds origins, e.g. ``https://x.directus.app
-  wss://x.directus.app`` to use a remote Directus; ``APP_CSP`` replaces the whole policy.
+  until the page removes it) and the Content-Security-Policy of stack/build.py (the one
+  ``make dist`` writes into the pages): scripts only from this server and the page's inline
+  script by its hash, connections only to this server and to Directus on the loopback (any
+  port: the local stack and the test instances). ``APP_CONNECT_SRC`` and ``EXTRA_ORIGINS``
+  (environment) add origins, e.g. ``https://x.directus.app wss://x.directus.app`` to use a
+  remote Directus; ``APP_CSP`` replaces the whole policy.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import argparse
 import email.utils
 import hashlib
 import json
-import os
 import posixpath
 import shutil
 import signal
@@ -43,7 +43,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import mpy, pages, paths
+from . import build, mpy, pages, paths
 
 # Top-level names served; everything else in the repository is not (deny by default).
 ALLOWED = mpy.SOURCES | {"index.html", "pyscript.toml", "pyodide.html", "static", "bench"}
@@ -113,27 +113,28 @@ def resolve(root: Path, url_path: str) -> Path | None:
     return real
 
 
-LOOPBACK_DIRECTUS = "http://127.0.0.1:* ws://127.0.0.1:* http://localhost:* ws://localhost:*"
+def content_security_policy(root: Path = paths.ROOT) -> str:
+    """The policy of stack/build.py (the one `make dist` writes into the pages), with the hash
+    of the inline script of ``root``'s index.html, as a header."""
+    return build.content_security_policy(build.connect_sources(), _inline_hashes(root))
 
 
-def content_security_policy() -> str:
-    if os.environ.get("APP_CSP"):
-        return os.environ["APP_CSP"]
-    connect = " ".join(["'self'", LOOPBACK_DIRECTUS, os.environ.get("APP_CONNECT_SRC", "")])
-    return "; ".join(
-        [
-            "default-src 'self'",
-            # PyScript's core evaluates strings: it does not start without 'unsafe-eval'.
-            "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'",
-            "style-src 'self' 'unsafe-inline'",
-            "img-src 'self' data:",
-            "connect-src " + connect.strip(),
-            "object-src 'none'",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors 'none'",
-        ]
-    )
+_hashes: dict[Path, tuple[tuple[int, int], list[str]]] = {}
+
+
+def _inline_hashes(root: Path) -> list[str]:
+    """build.script_hashes of root/index.html (pyodide.html has the same script), kept until the
+    file changes: every answer carries the policy."""
+    index = root / "index.html"
+    try:
+        stat = index.stat()
+    except OSError:
+        return []
+    key = (stat.st_mtime_ns, stat.st_size)
+    hit = _hashes.get(index)
+    if hit is None or hit[0] != key:
+        hit = _hashes[index] = (key, build.script_hashes(index.read_text()))
+    return hit[1]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -178,7 +179,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def end_headers(self) -> None:
         """Every answer's own headers, then these (error pages and 304s included)."""
-        self.send_header("Content-Security-Policy", content_security_policy())
+        self.send_header("Content-Security-Policy", content_security_policy(self.root))
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         super().end_headers()
@@ -228,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         url = urllib.parse.urlsplit(self.path)
         url_path = url.path
-        if url_path == "/local-stack.json":
+        if url_path in ("/config.json", "/local-stack.json"):
             self._local_stack(head)
             return
         source = mpy.source_of(urllib.parse.unquote(url_path))

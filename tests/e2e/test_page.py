@@ -73,8 +73,8 @@ def test_connects_and_subscribes_with_the_local_stack(open_page, stack):
         urllib.parse.urlsplit(probe.sockets[0].url).port
         == urllib.parse.urlsplit(stack["directus_url"]).port
     )
-    assert any(urllib.parse.urlsplit(u).path == "/local-stack.json" for u in probe.requests), (
-        "without query parameters the page should read /local-stack.json"
+    assert any(urllib.parse.urlsplit(u).path == "/config.json" for u in probe.requests), (
+        "without query parameters the page should read /config.json (the local stack's)"
     )
 
 
