@@ -17,6 +17,7 @@ from . import browser, settings, writes
 from .history import EVERYTHING, FIELDS, Reading
 from .logs import ConsoleLines
 from .outbox import Outbox
+from .reconcile import Reconciler
 from .rows import MAX_ROWS, MessageList
 from .screen import Screen
 
@@ -43,6 +44,9 @@ class Page:
         self.exactly_once = None  # whether Directus stores the ids the page chooses
         self.following = []  # the update and delete subscriptions, once made
         self.unsettled = []  # create_item's Promises not settled yet, held for the FFI
+        self.reconciler = Reconciler()  # finds what the realtime events missed (a bus outage)
+        self.reconcile_timer = browser.Timer(self.on_reconcile_timer)
+        self.missed = 0  # messages the reconciliation found (body[data-missed])
         on = browser.js_function
         document.getElementById("compose").addEventListener("submit", on(self.on_compose))
         document.getElementById("settings-form").addEventListener("submit", on(self.on_settings))
@@ -158,9 +162,12 @@ class Page:
             # (sent with it, they delayed its answer); delete events carry the ids.
             self.following.append(spawn(self.follow("update", self.rows.update)))
             self.following.append(spawn(self.follow("delete", self.rows.remove)))
+        self.reconciler.subscribed(self.now(), self.rows.newest_created())
+        self.arm_reconciler()
         spawn(self.catch_up())
 
     def show(self, item: dict) -> None:
+        self.reconciler.delivered(item.get("id"))
         self.rows.show(item)
 
     async def follow(self, event: str, apply) -> None:
@@ -185,6 +192,41 @@ class Page:
         except Exception as error:
             self.window.console.error("Could not read the messages: " + str(error))
         self.document.body.dataset.history = "true"
+
+    # ----- reconciliation (page/reconcile.py) -----
+
+    def now(self) -> float:
+        return self.window.performance.now() / 1000
+
+    def arm_reconciler(self) -> None:
+        self.reconcile_timer.cancel()
+        deadline = self.reconciler.next_deadline()
+        if deadline is not None:
+            self.reconcile_timer.start(max(0, int((deadline - self.now()) * 1000)) + 1)
+
+    def on_reconcile_timer(self) -> None:
+        if self.reconciler.due(self.now()):
+            spawn(self.reconcile())
+        else:
+            self.arm_reconciler()
+
+    async def reconcile(self) -> None:
+        """Show the messages the realtime events never brought: a bus outage between Directus
+        instances loses events and leaves the socket open. ``body[data-missed]`` counts them."""
+        bound = self.reconciler.start(self.now(), self.rows.newest_created())
+        try:
+            if self.directus.is_connected:  # (else the catch-up after reconnecting reads)
+                if bound is None:
+                    found = await self.read(Reading(self.history, newest_first=True))
+                else:
+                    found = await self.read(Reading(EVERYTHING, newest_first=False, bound=bound))
+                if found:
+                    self.missed += found
+                    self.document.body.dataset.missed = str(self.missed)
+        except Exception as error:
+            self.window.console.error("Could not check for missed messages: " + str(error))
+        self.reconciler.finished(self.now())
+        self.arm_reconciler()
 
     async def load_older(self) -> None:
         reading = Reading(self.history, newest_first=True, bound=self.rows.oldest_created())
@@ -220,6 +262,7 @@ class Page:
     def on_state(self, state: str, client) -> None:
         if state in ("reconnecting", "offline", "closed", "failed"):
             self.outbox.save()  # unanswered writes must survive a reload from here on
+            self.reconciler.unsubscribed()  # until the next init (and its catch-up)
         if state == "open":
             self.screen.status("connected")
             self.screen.problem(None)
@@ -338,6 +381,9 @@ class Page:
             elif self.exactly_once is None:
                 self.learn_delivery([item])
             self.outbox.done(data["id"])
+            if isinstance(item, dict):
+                self.reconciler.wrote(item.get("id"), self.now())
+                self.arm_reconciler()
             stored.set_result(item)
         elif verdict == writes.WITHOUT_ID:
             self.attempt(data, stored, with_id=False)  # the id refused, or the create itself?
