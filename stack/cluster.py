@@ -575,6 +575,21 @@ class Cluster:
         self.instances[index].kill()
         return at
 
+    def heal(self, timeout: float = 30.0) -> None:
+        """Start again whatever is down (after a fault), and return once HAProxy routes to
+        every instance (its health check: 2 checks 1 s apart)."""
+        if self.postgres.pid() is None:
+            self.postgres.start()
+        if not self.redis.alive():
+            self.redis.start()
+        dead = [i for i in self.instances if not i.alive()]
+        for instance in dead:
+            instance.spawn()
+        for instance in dead:
+            instance.wait_ready()
+        if dead:
+            time.sleep(2.5)  # HAProxy's `rise 2` with `inter 1s`: back in rotation
+
     def instance_by_name(self, name: str) -> Instance:
         return next(i for i in self.instances if i.name == name)
 
