@@ -9,7 +9,8 @@ that any static web server can host (``make dist``: ``python -m stack dist``):
 - the ``.mpy`` of every source index.html imports (stack/mpy.py: ``source_of``, ``compiled``),
   and the ``.py`` files pyscript.toml's ``[files]`` names for the Pyodide build;
 - the runtime files the two builds load (PyScript without its code editor and terminal,
-  MicroPython, Pyodide, the pyodide-http wheel), static/app.css;
+  MicroPython, Pyodide, the pyodide-http wheel), static/app.css; examples/ (pages of their
+  own on the client library, e.g. examples/counter/);
 - ``config.json``: ``{"directus_url": ...}``, the Directus a visitor connects to unless ``?url=``
   or the Settings panel says otherwise (page/app.py reads it). Never a token;
 - ``DEPLOY.md`` and ``nginx.conf``: what a meta tag cannot carry (``frame-ancestors``) and the
@@ -253,6 +254,17 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
     _copy(root / "static" / "app.css", out / "static" / "app.css")
     for name in _runtime_files(runtime):
         _copy(runtime / name, out / "static" / "runtime" / name)
+
+    for example in sorted((root / "examples").rglob("*")):
+        if example.suffix in (".html", ".css", ".py") and "__pycache__" not in example.parts:
+            target = out / example.relative_to(root)
+            if example.suffix == ".html":
+                text = example.read_text()
+                policy = content_security_policy(connect, script_hashes(text), meta=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(with_csp_meta(text, policy))
+            else:
+                _copy(example, target)
 
     (out / "config.json").write_text(config_json(directus_url))
     (out / "DEPLOY.md").write_text(DEPLOY_MD)

@@ -9,7 +9,9 @@ What the guide "Connect to Realtime Data" needs, and what the tests need beside 
   with a static token, as in the guide;
 - policy "Read Only Posts" (read) and user reader@example.com (a user that gets FORBIDDEN on
   create);
-- policy "Editors" (read, create, update, delete) and user editor@example.com.
+- policy "Editors" (read, create, update, delete) and user editor@example.com;
+- collection ``clicks`` (``id``, an auto-increment integer; ``date_created``) for the example
+  page examples/counter/, which "Public Posts" may read and create.
 
 Everything is looked up first and only what is missing is created, so a second run changes
 nothing. Passwords and tokens come from var/secrets.json (stack.credentials).
@@ -232,6 +234,61 @@ def ensure_user(
     return user_id
 
 
+# The example page's collection (examples/counter/): one row per click.
+EXAMPLE_COLLECTION = "clicks"
+EXAMPLE_FIELDS: list[dict[str, Any]] = [
+    {
+        "field": "id",
+        "type": "integer",
+        "meta": {"hidden": True, "readonly": True, "interface": "input"},
+        "schema": {"is_primary_key": True, "has_auto_increment": True},
+    },
+    {
+        "field": "date_created",
+        "type": "timestamp",
+        "meta": {"special": ["date-created"], "readonly": True, "hidden": True},
+        "schema": {},
+    },
+]
+
+
+def ensure_example_collection(api: DirectusAPI, policy_id: str, changes: list[str]) -> None:
+    """The ``clicks`` collection of examples/counter/, readable and creatable by ``policy_id``."""
+    names = {c["collection"] for c in api.get("/collections", fields=["collection"])}
+    if EXAMPLE_COLLECTION not in names:
+        api.post(
+            "/collections",
+            {
+                "collection": EXAMPLE_COLLECTION,
+                "meta": {"icon": "ads_click", "note": "Clicks of the example counter page"},
+                "schema": {},
+                "fields": EXAMPLE_FIELDS,
+            },
+        )
+        changes.append(f"created collection {EXAMPLE_COLLECTION}")
+    perms = api.get(
+        "/permissions",
+        filter={"_and": [_eq("policy", policy_id), _eq("collection", EXAMPLE_COLLECTION)]},
+        fields=["action"],
+        limit=-1,
+    )
+    have = {p["action"] for p in perms}
+    for action in ("read", "create"):
+        if action not in have:
+            api.post(
+                "/permissions",
+                {
+                    "policy": policy_id,
+                    "collection": EXAMPLE_COLLECTION,
+                    "action": action,
+                    "fields": ["*"],
+                    "permissions": {},
+                    "validation": {},
+                },
+            )
+            changes.append(f"created permission {action} on {EXAMPLE_COLLECTION}")
+
+
 def provision(base_url: str, secrets: dict[str, str]) -> list[str]:
     """Bring the Directus at base_url to the wanted state; returns what was changed."""
     try:
@@ -245,6 +302,7 @@ def provision(base_url: str, secrets: dict[str, str]) -> list[str]:
     changes: list[str] = []
     ensure_collection(api, changes)
     policy_ids = {name: ensure_policy(api, name, spec, changes) for name, spec in POLICIES.items()}
+    ensure_example_collection(api, policy_ids["Public Posts"], changes)
     for key, first_name, policy in USERS:
         ensure_user(
             api,

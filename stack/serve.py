@@ -46,7 +46,15 @@ from pathlib import Path
 from . import build, mpy, pages, paths
 
 # Top-level names served; everything else in the repository is not (deny by default).
-ALLOWED = mpy.SOURCES | {"index.html", "pyscript.toml", "pyodide.html", "static", "bench"}
+ALLOWED = mpy.SOURCES | {
+    "index.html",
+    "pyscript.toml",
+    "pyodide.html",
+    "config.json",
+    "static",
+    "bench",
+    "examples",
+}
 
 TEXT_TYPES = {
     ".html": "text/html",
@@ -92,8 +100,8 @@ def resolve(root: Path, url_path: str) -> Path | None:
     decoded = urllib.parse.unquote(url_path)
     if "\0" in decoded or "\\" in decoded:
         return None
-    if decoded in ("", "/"):
-        decoded = "/index.html"
+    if decoded == "" or decoded.endswith("/"):
+        decoded += "index.html"  # a folder's page (/, /examples/counter/)
     norm = posixpath.normpath(decoded)
     parts = [p for p in norm.split("/") if p]
     if not parts or parts[0] not in ALLOWED:
@@ -270,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
     def _index(self, head: bool) -> None:
         """index.html, its bytecode files asked for by version (pages.versioned)."""
         try:
-            html = pages.versioned((self.root / "index.html").read_text(), self.root)
+            html = build.index_page(self.root)  # what make dist writes, less its meta policy
         except (OSError, ValueError):
             self._not_found(head)
             return

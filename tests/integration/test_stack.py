@@ -16,7 +16,7 @@ from websockets.sync.client import connect as ws_connect
 from stack import credentials, directus, mpy, paths, procs, serve
 from stack.api import DirectusAPI
 from stack.pages import micropython_config
-from stack.provision import COLLECTION, POLICIES, provision
+from stack.provision import COLLECTION, EXAMPLE_COLLECTION, POLICIES, provision
 
 OUR_POLICIES = list(POLICIES)
 OUR_USERS = ["demo@example.com", "reader@example.com", "editor@example.com"]
@@ -94,8 +94,14 @@ def test_permissions_are_exactly_as_specified(admin_api):
     }
     for name, spec in POLICIES.items():
         perms = admin_api.get("/permissions", filter={"policy": {"_eq": policies[name]}}, limit=-1)
-        assert sorted(p["action"] for p in perms) == sorted(spec["actions"]), name
-        assert all(p["collection"] == COLLECTION and p["fields"] == ["*"] for p in perms)
+        on_messages = [p for p in perms if p["collection"] == COLLECTION]
+        assert sorted(p["action"] for p in on_messages) == sorted(spec["actions"]), name
+        # Beside messages, only "Public Posts" has a permission: read and create on the example
+        # page's collection.
+        others = sorted((p["collection"], p["action"]) for p in perms if p not in on_messages)
+        wanted = [(EXAMPLE_COLLECTION, "create"), (EXAMPLE_COLLECTION, "read")]
+        assert others == (wanted if name == "Public Posts" else []), name
+        assert all(p["fields"] == ["*"] for p in perms)
     assert POLICIES["Public Posts"]["actions"] == ["read", "create"]
 
 
