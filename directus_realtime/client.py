@@ -361,14 +361,17 @@ class RealtimeClient:
         return self._pump(self._proto.send_message, message, _now())
 
     async def subscribe(
-        self, collection: str, event=None, query=None, uid=None, item=None
+        self, collection: str, event=None, query=None, uid=None, item=None, reconcile=None
     ) -> Subscription:
         """Subscribe to ``collection`` (optionally one ``event`` and one ``item``).
 
         Returns at once; the subscription is sent now, or when the connection opens, and again
-        with a fresh uid after every reconnect.
+        with a fresh uid after every reconnect. ``reconcile="date_created"`` (the collection's
+        creation timestamp) also delivers, as ``create`` events, the items whose event never
+        came: lost on the bus between Directus instances, or created while disconnected
+        (``RealtimeProtocol.subscribe``).
         """
-        key = self._proto.subscribe(collection, event, query, uid, item)
+        key = self._proto.subscribe(collection, event, query, uid, item, reconcile)
         sub = self._subscriptions[key] = Subscription(self, key, uid)
         self._drain()
         return sub

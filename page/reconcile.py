@@ -76,7 +76,7 @@ class Reconciler:
         (inclusive; None: nothing is shown, read the latest)."""
         self.running = True
         self.marks.append(newest)
-        del self.marks[:-3]
+        self.marks = self.marks[-3:]
         self.overdue_at = {k: t for k, t in self.overdue_at.items() if t > now}
         return self.marks[0] if len(self.marks) == 3 else self.marks[-2]
 
