@@ -71,8 +71,6 @@ FIELDS: list[dict[str, Any]] = [
             "width": "half",
         },
         # Indexed: the page reads its history and catch-up sorted and bounded by date_created.
-        # Over 76,000 messages on SQLite a page of 100 took Directus 71 ms without the index
-        # and 9.4 ms with it.
         "schema": {"is_indexed": True},
     },
     {
