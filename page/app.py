@@ -39,6 +39,7 @@ class Page:
         self.forget_secrets = browser.Timer(lambda: browser.forget_secrets(settings.SECRETS))
         self.second_look = browser.Timer(lambda: spawn(self.take_over()))
         self.settings = {}
+        self.from_query = False  # whether the query string held complete settings
         self.history = settings.HISTORY
         self.directus = None
         self.exactly_once = None  # whether Directus stores the ids the page chooses
@@ -69,6 +70,7 @@ class Page:
             found = settings.from_query(
                 browser.query_params(settings.NAMES + ("history",)), browser.warn
             )
+            self.from_query = settings.complete(found)
             if not settings.complete(found):
                 for storage in browser.storages():
                     raw = browser.read_storage(storage, settings.KEY) if storage else None
@@ -116,6 +118,13 @@ class Page:
         local = browser.storages()[1]
         remembered = bool(local and browser.read_storage(local, settings.KEY))
         self.screen.show_settings(self.settings, remembered)
+        session = browser.storages()[0]
+        if self.from_query and session:
+            # The secrets have left the address bar: this tab keeps them, as the Settings
+            # panel does, so that a reload connects again.
+            browser.write_storage(
+                session, settings.KEY, json.dumps(settings.to_save(self.settings))
+            )
         browser.hold_tab_lock(self.tab)
         spawn(self.take_over())
 

@@ -116,6 +116,15 @@ def read_storage(storage, key: str):
     return raw if isinstance(raw, str) else None  # (JS null is not None on Pyodide)
 
 
+def write_storage(storage, key: str, value: str) -> bool:
+    """``storage.setItem(key, value)``; False where the browser refuses (full, or disabled)."""
+    try:
+        storage.setItem(key, value)
+        return True
+    except Exception:
+        return False
+
+
 def storages():
     """(sessionStorage, localStorage), or None for each the browser refuses."""
     found = []

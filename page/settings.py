@@ -158,3 +158,11 @@ def from_form(values: dict) -> dict:
     else:
         chosen["token"] = (values.get("token") or "").strip()
     return chosen
+
+
+def to_save(found: dict) -> dict:
+    """What a tab keeps of ``found`` (sessionStorage) so that a reload connects again: the URL
+    and either the token or the email and password."""
+    if found.get("token"):
+        return {"url": found["url"], "token": found["token"]}
+    return {"url": found["url"], "email": found["email"], "password": found["password"]}

@@ -324,3 +324,22 @@ def test_what_the_form_saves_is_read_back_for_the_url_it_opens():
     chosen = settings.from_form({"url": URL + "/", "method": "token", "token": "T"})
     got = resolve({"url": chosen["url"]}, local=json.dumps(chosen))
     assert (got["url"], got["token"]) == (URL, "T")
+
+
+# ----- to_save: what a tab keeps of settings that came in the query string -----
+
+
+def test_to_save_keeps_the_url_and_the_token_only():
+    found = {"url": "http://h", "token": "T", "email": None, "password": None, "history": 5}
+    assert settings.to_save(found) == {"url": "http://h", "token": "T"}
+
+
+def test_to_save_keeps_email_and_password_when_there_is_no_token():
+    found = {"url": "http://h", "token": None, "email": "a@b", "password": "p", "history": 5}
+    assert settings.to_save(found) == {"url": "http://h", "email": "a@b", "password": "p"}
+
+
+def test_what_a_tab_kept_completes_a_reload_whose_query_lost_the_token():
+    kept = json.dumps(settings.to_save({"url": "http://h", "token": "T"}))
+    reloaded = settings.from_query({"url": "http://h"}, lambda text: None)
+    assert settings.merged(reloaded, settings.from_saved(kept, lambda text: None))["token"] == "T"
