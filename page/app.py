@@ -24,6 +24,9 @@ from .screen import Screen
 # Pyodide has ensure_future; MicroPython's asyncio only create_task.
 spawn = getattr(asyncio, "ensure_future", None) or asyncio.create_task
 SECOND_LOOK_MS = 3000  # saved writes of a tab still closing are looked at again this late
+# A write kept after an error on a connection that stays open (Directus did not answer: e.g.
+# its database restarting) is sent again this late, until stored or refused.
+RESEND_KEPT_MS = 2000
 
 
 class Page:
@@ -48,6 +51,8 @@ class Page:
         self.reconciler = Reconciler()  # finds what the realtime events missed (a bus outage)
         self.reconcile_timer = browser.Timer(self.on_reconcile_timer)
         self.missed = 0  # messages the reconciliation found (body[data-missed])
+        self.kept = {}  # id -> a write kept after an error, to send again (resend_kept)
+        self.resend_timer = browser.Timer(lambda: self.resend_kept())
         on = browser.js_function
         document.getElementById("compose").addEventListener("submit", on(self.on_compose))
         document.getElementById("settings-form").addEventListener("submit", on(self.on_settings))
@@ -273,6 +278,9 @@ class Page:
             self.outbox.save()  # unanswered writes must survive a reload from here on
             self.reconciler.unsubscribed()  # until the next init (and its catch-up)
         if state == "open":
+            if self.kept:
+                self.resend_timer.cancel()
+                self.resend_timer.start(RESEND_KEPT_MS)
             self.screen.status("connected")
             self.screen.problem(None)
         elif state in ("connecting", "authenticating"):
@@ -402,9 +410,26 @@ class Page:
             self.outbox.done(data["id"])
             stored.set_exception(error)
         else:  # KEPT: saved, and sent again once the connection or the sign-in work
-            self.outbox.save()
+            self.keep(data)
             stored.set_exception(Kept(error))
         self.show_waiting()
+
+    def keep(self, data: dict) -> None:
+        self.outbox.save()
+        self.kept[data["id"]] = data
+        if self.directus.is_connected:  # (else when it opens: on_state)
+            self.resend_timer.cancel()
+            self.resend_timer.start(RESEND_KEPT_MS)
+
+    def resend_kept(self) -> None:
+        """Send the kept writes again (their ids make a repeat safe: RECORD_NOT_UNIQUE is
+        checked); their Promises were settled already, the outbox follows the outcome."""
+        if not self.directus.is_connected:
+            return
+        kept, self.kept = self.kept, {}
+        for data in kept.values():
+            if data["id"] in self.outbox.pending:
+                self.attempt(data, Waiter(), with_id=self.exactly_once is not False)
 
     async def check_duplicate(self, data: dict, error, stored) -> None:
         """RECORD_NOT_UNIQUE: stored already (an earlier try, another tab) only if the row with
@@ -413,7 +438,7 @@ class Page:
             row = await self.directus.read("messages", id=data["id"], query={"fields": FIELDS})
         except Exception as failure:
             if writes.verdict(failure, False, self.exactly_once) == writes.KEPT:
-                self.outbox.save()
+                self.keep(data)
                 stored.set_exception(Kept(failure))
                 return
             row = None  # not readable: not this write
