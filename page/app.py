@@ -89,6 +89,7 @@ class Page:
             self.settings = settings.checked(found)
         except settings.SettingsError as error:
             self.screen.url = str(found.get("url") or "")
+            self.screen.show_settings(found, False)  # the URL it has, to add a token to
             self.fail(error.kind, error.message)
             return None
         self.screen.url = self.settings["url"]

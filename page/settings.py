@@ -138,6 +138,11 @@ def complete(found: dict) -> bool:
 
 def checked(found: dict) -> dict:
     """The settings the page connects with, or ``SettingsError`` saying what is missing."""
+    if found["url"] and not complete(found):  # e.g. make dist's config.json names a Directus
+        raise SettingsError(
+            "Open Settings and enter a static token (or email and password) for %s, or open "
+            "this page as ?url=<Directus URL>&token=<static token>." % check_url(found["url"])
+        )
     if not complete(found):
         raise SettingsError(
             "No Directus to talk to: open Settings, or open this page as "

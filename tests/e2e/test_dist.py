@@ -292,6 +292,16 @@ def test_nginx_sends_the_headers_a_meta_tag_cannot_carry(dist_site):
         assert r.headers["Content-Type"] == "application/wasm"
 
 
+def test_with_no_token_the_built_page_asks_for_one_for_its_directus(open_page, dist_site):
+    """config.json names the Directus (never a token): the Settings panel opens with its URL."""
+    probe = open_page("no token")
+    probe.goto(dist_site["servers"]["http.server"].origin + "/")
+    probe.page.wait_for_selector('#status[data-state="error"]', timeout=BOOT_TIMEOUT_MS)
+    assert probe.page.input_value("#settings-form input[name=url]") == dist_site["directus"].url
+    assert "static token" in probe.page.text_content("#status")
+    assert not probe.sockets
+
+
 # ----- opened from disk -----
 
 

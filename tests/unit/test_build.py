@@ -102,3 +102,15 @@ def test_the_pyodide_build_gets_every_py_file_of_pyscript_toml():
     names = build.pyodide_sources(paths.ROOT)
     assert "main.py" in names and "page/app.py" in names
     assert all((paths.ROOT / name).is_file() for name in names)
+
+
+def test_a_built_page_with_no_token_asks_for_one_for_its_directus():
+    from page import settings
+
+    found = settings.from_query({}, lambda text: None)
+    found = settings.with_local_stack(found, json.loads(build.config_json("https://x.example")))
+    assert found["url"] == "https://x.example" and found["token"] is None
+    with pytest.raises(settings.SettingsError) as caught:
+        settings.checked(found)
+    assert caught.value.kind == "settings"
+    assert "static token" in caught.value.message and "https://x.example" in caught.value.message
