@@ -114,3 +114,36 @@ def test_a_built_page_with_no_token_asks_for_one_for_its_directus():
         settings.checked(found)
     assert caught.value.kind == "settings"
     assert "static token" in caught.value.message and "https://x.example" in caught.value.message
+
+
+def test_the_page_server_answers_config_json_with_the_local_stack_never_stored(tmp_path):
+    """The dev page's config.json is the local stack's (with its token), kept out of caches;
+    a folder's URL answers its index.html (/examples/counter/)."""
+    import http.client
+    import threading
+
+    (tmp_path / "stack.json").write_text(
+        json.dumps({"directus_url": "http://127.0.0.1:8055", "token": "T", "admin_password": "no"})
+    )
+    (tmp_path / "examples" / "counter").mkdir(parents=True)
+    (tmp_path / "examples" / "counter" / "index.html").write_text("<p>counter</p>")
+    server = serve.make_server(0, root=tmp_path, stack_json=tmp_path / "stack.json")
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        conn.request("GET", "/config.json")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Cache-Control") == "no-store"
+        assert json.loads(response.read()) == {
+            "directus_url": "http://127.0.0.1:8055",
+            "token": "T",
+        }
+        conn.request("GET", "/examples/counter/")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"<p>counter</p>")
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
