@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 
 import directus_realtime.transports.cpython as cpython_transport
 from directus_realtime import RealtimeClient
+from stack.api import DirectusAPI
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -325,3 +327,68 @@ def test_postgres_restart_under_the_writer_stores_each_create_once(
         assert len(rows) == len(wanted)
 
     loop.run(run(), SCENARIO_TIMEOUT)
+
+
+def test_events_the_bus_lost_are_found_by_the_page(healthy, stack, loop, open_page, kit) -> None:
+    """Deterministic: the page's socket is routed through Playwright, which drops the create
+    events of chosen messages (as a Redis outage does, the socket staying open). The page's own
+    write is found ~3 s after its answer; another client's at the next 30 s check."""
+    a, b = healthy.instances
+    token = stack["token"]
+    marker = kit.new_marker("lostevent")
+    dropped: list[str] = []
+
+    async def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            try:
+                decoded = json.loads(message)
+            except (TypeError, ValueError):
+                decoded = None
+            rows = decoded.get("data") if isinstance(decoded, dict) else None
+            if (
+                isinstance(rows, list)
+                and decoded.get("type") == "subscription"
+                and decoded.get("event") == "create"
+                and any(str(r.get("text", "")).startswith(marker) for r in rows)
+            ):
+                dropped.extend(str(r.get("id")) for r in rows)
+                return
+            ws.send(message)
+
+        server.on_message(from_server)
+        ws.on_message(lambda message: server.send(message))
+
+    async def run() -> None:
+        page = await open_page("page on A, events of the marker dropped")
+        await page.page.route_web_socket("**/websocket", route)
+        await page.open(stack["app_url"], url=a.url, token=token)
+        await page.wait_ready()
+        t0 = time.monotonic()
+        own = await create_in_turn(page, "own", f"{marker} own")
+        assert own.get("ok"), own
+        await kit.until(lambda: _shows(page, own["id"]), 15, "the page's own write")
+        own_s = time.monotonic() - t0
+        other = await asyncio.to_thread(
+            DirectusAPI(b.url, token).post, "/items/messages", {"text": f"{marker} other"}
+        )
+        t1 = time.monotonic()
+        await kit.until(lambda: _shows(page, other["id"]), 45, "another client's write")
+        other_s = time.monotonic() - t1
+        ids = await page.ids()
+        missed = await page.page.evaluate("document.body.dataset.missed || '0'")
+        figures(
+            f"events dropped on the page's socket: {len(dropped)}; own write shown "
+            f"{own_s:.1f} s after create_item, another client's {other_s:.1f} s after its "
+            f"create; found by reconciliation {missed}"
+        )
+        assert set(dropped) >= {own["id"], other["id"]}
+        assert ids.count(own["id"]) == 1 and ids.count(other["id"]) == 1
+        assert own_s < 8
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+
+
+async def _shows(page: Any, item_id: str) -> bool:
+    return item_id in await page.ids()
