@@ -139,7 +139,10 @@ http(s) (opened from disk it says so and stops).
   holds a token. Directus must allow this site's origin: `CORS_ENABLED=true`,
   `CORS_ORIGIN=<this site's origin>`, `WEBSOCKETS_ENABLED=true`.
 - The Content-Security-Policy is in each page's `<meta http-equiv>`. A meta tag cannot carry
-  `frame-ancestors`: send it as a header (below) if the page must not be framed.
+  `frame-ancestors`: send it as a header (below) if the page must not be framed. Its
+  connect-src names only the build's Directus (`DIRECTUS_URL`; Directus on the loopback when
+  none was given), so `?url=` and Settings can point only there: list others at build time
+  with `APP_CONNECT_SRC="https://b.example wss://b.example" make dist`.
 - Stamped files never change under the same URL: `*.mpy` (asked for as `?v=<hash>`) and
   `static/runtime/**` (versioned copies). Let browsers keep them for a year; revalidate the
   rest (`index.html`, `pyodide.html`, `config.json`, `static/app.css`, the `.py` files).
