@@ -1,0 +1,60 @@
+// The fan-out benchmark's Node side (bench/fanout.py): N realtime clients of @directus/sdk 26
+// in one Node 22 process, spread over the given Directus URLs, each subscribed to create
+// events of `messages`. Prints READY once every subscription's init arrived; on a line
+// STOP on stdin, prints one JSON line: the delivery latencies (ms, from the time the writer
+// put in the text) and how many events came.
+//
+// node bench/fanout_sdk.mjs <sdk entry> <token> <n> <url> [<url> ...]
+
+const [sdkPath, token, count, ...urls] = process.argv.slice(2);
+const { createDirectus, staticToken, realtime } = await import(sdkPath);
+const n = Number(count);
+const latencies = [];
+let inits = 0;
+let events = 0;
+
+async function follow(subscription) {
+  for await (const message of subscription) {
+    const now = Date.now();
+    if (message.event === "init") {
+      inits += 1;
+      if (inits === n) console.log("READY");
+      continue;
+    }
+    if (message.event !== "create") continue;
+    for (const row of message.data || []) {
+      const sent = Number(String(row.text).split(" ")[1]);
+      if (sent) latencies.push(now - sent);
+      events += 1;
+    }
+  }
+}
+
+const clients = [];
+for (let i = 0; i < n; i += 1) {
+  const client = createDirectus(urls[i % urls.length])
+    .with(staticToken(token))
+    .with(realtime({ authMode: "handshake", reconnect: false }));
+  clients.push(client);
+}
+// Connect in batches (a thousand handshakes at once time out on a 2-core machine).
+for (let i = 0; i < n; i += 50) {
+  await Promise.all(
+    clients.slice(i, i + 50).map(async (client) => {
+      await client.connect();
+      const { subscription } = await client.subscribe("messages", {
+        event: "create",
+        query: { fields: ["id", "text"] },
+      });
+      follow(subscription);
+    }),
+  );
+}
+
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", (chunk) => {
+  if (!chunk.includes("STOP")) return;
+  console.log(JSON.stringify({ events, latencies }));
+  for (const client of clients) client.disconnect();
+  process.exit(0);
+});
