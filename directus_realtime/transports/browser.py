@@ -38,8 +38,13 @@ class BrowserWebSocket:
         self._listener.socket_opened()
 
     def _on_message(self, event) -> None:
-        data = event.data
-        self._listener.socket_message(data if isinstance(data, str) else str(data))
+        try:
+            data = event.data
+            text = data if isinstance(data, str) else str(data)
+        except Exception as error:  # MemoryError: a frame too large for MicroPython's heap
+            # Not JSON, so the core reports it as an InvalidFrame and the connection goes on.
+            text = "<a frame the page could not read: %s>" % type(error).__name__
+        self._listener.socket_message(text)
 
     def _on_error(self, event) -> None:
         self._listener.socket_error(OSError("WebSocket error on " + self.url.split("?")[0]))

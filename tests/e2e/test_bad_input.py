@@ -238,14 +238,6 @@ def test_saved_value(open_page, stack, local, session):
 # ----- server frames of the wrong shape -------------------------------------------------------
 
 BIG = "x" * (2 * 1024 * 1024)
-# Found by this suite, outside page/: the MicroPython transport converts every frame to a str
-# before anything can refuse it, so a 2 MB frame raises MemoryError in
-# directus_realtime/transports/browser.py's _on_message, shown as a traceback (the page stays
-# connected). Issue 14 item 7 wants any decode failure to be an InvalidFrame error event.
-TOO_BIG_FOR_MICROPYTHON = pytest.mark.xfail(
-    strict=True,
-    reason="MemoryError in transports/browser.py _on_message on a 2 MB frame (issue 14 item 7)",
-)
 FRAMES = [
     pytest.param("not json", id="not json"),
     pytest.param("[]", id="a list"),
@@ -261,8 +253,8 @@ FRAMES = [
         '{"type":"items","status":"error","error":{"code":"FORBIDDEN"}}',
         id="error without a uid",
     ),
-    pytest.param(BIG, id="2 MB of text", marks=TOO_BIG_FOR_MICROPYTHON),
-    pytest.param(json.dumps(BIG), id="2 MB json string", marks=TOO_BIG_FOR_MICROPYTHON),
+    pytest.param(BIG, id="2 MB of text"),
+    pytest.param(json.dumps(BIG), id="2 MB json string"),
 ]
 
 
