@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 import stack
-from stack import paths, serve
+from stack import build, directus, paths, procs, serve
 from stack.browser import CHROMIUM, CHROMIUM_ARGS
 
 from . import report
@@ -387,6 +391,52 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": cpu, "load": os.getloadavg()}
 
 
+NGINX = "/usr/sbin/nginx"
+
+
+@contextlib.contextmanager
+def dist_site(info: dict[str, Any], say) -> Iterator[dict[str, Any]]:
+    """``--dist``: make dist's build, with the guide's JS page beside it, served by Debian's
+    nginx on a free loopback port (the sample config the build writes), and a Directus of its
+    own that allows that origin (a copy of the main database: the seeded history included;
+    Directus reads CORS_ORIGIN only at its start). Yields ``info`` pointing at them."""
+    if not Path(NGINX).exists():
+        raise SystemExit("--dist serves dist/ with nginx: `make nginx` installs it")
+    with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp_name:
+        tmp = Path(tmp_name)
+        site = tmp / "site"
+        build.build(site)
+        shutil.copytree(BENCH / "reference", site / "bench" / "reference")
+        shutil.copytree(paths.STATIC_RUNTIME / "sdk", site / "static" / "runtime" / "sdk")
+        port = procs.free_port()
+        origin = f"http://{paths.HOST}:{port}"
+        say(f"dist/ built into {site}, served by nginx on {origin}/; starting its Directus…")
+        server = directus.start_directus(
+            procs.free_port(),
+            directus.copy_of_main_db(tmp),
+            {"CORS_ORIGIN": origin},
+            log_file=tmp / "directus.log",
+        )
+        prefix = tmp / "nginx"
+        prefix.mkdir()
+        conf = build.nginx_main_conf(site, prefix, port)
+        nginx = procs.spawn(
+            [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+            env=dict(os.environ),
+            cwd=tmp,
+            log_file=prefix / "error.log",
+        )
+        try:
+            if not procs.wait_until(
+                lambda: procs.http_status(origin + "/") is not None, timeout=20
+            ):
+                raise SystemExit("nginx did not start:\n" + procs.log_tail(prefix / "error.log"))
+            yield {**info, "app_url": origin + "/", "directus_url": server.url}
+        finally:
+            procs.stop_pid(nginx.pid)
+            directus.stop(server)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     # Start-up rounds: single warm loads spread widely within a run, and fewer rounds made the
@@ -405,9 +455,17 @@ def main(argv: list[str] | None = None) -> int:
         "pyodide.html",
     )
     parser.add_argument(
+        "--dist",
+        action="store_true",
+        help="serve make dist's build (and the JS page) from nginx instead of the page server; "
+        "prints the report without rewriting the READMEs",
+    )
+    parser.add_argument(
         "--from-raw", type=Path, help=f"only render the report of a saved run (e.g. {RAW_FILE})"
     )
     args = parser.parse_args(argv)
+    if args.dist:
+        args.no_readme = True  # the READMEs' tables are the page server's
     if args.page == "pyodide":
         global OURS, TARGETS
         OURS = Target("py", "Pyodide page", "pyodide.html")
@@ -426,31 +484,11 @@ def main(argv: list[str] | None = None) -> int:
         have = ensure_messages(info, args.history, say)
         env = machine() | page_version()
         say(f"load average {env['load'][0]:.2f} on {env['nproc']} cores")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                runner = Runner(browser, info, args, say)
-                if runner.intercept_reference:
-                    say(
-                        f"note: the page server does not serve /{REFERENCE_PATH} (it started "
-                        "before bench/ was allowed): the reference page's own two files are "
-                        "handed to Chromium from disk"
-                    )
-                budget = args.budget - (time.monotonic() - t0)
-                start = time.monotonic()
-                say(f"start-up, {args.rounds} rounds (cold + warm), alternating…")
-                startup = runner.startup(args.rounds, start + 0.40 * budget)
-                say(f"create-to-render, {args.creates} creates per page…")
-                latency = runner.latency(args.creates, LATENCY_ROUNDS, start + 0.60 * budget)
-                say(f"{args.history}-message history, {args.history_rounds} rounds…")
-                history = runner.history(args.history, args.history_rounds, start + 0.90 * budget)
-                env["chromium"] = browser.version
-                env["intercepted"] = runner.intercept_reference
-                errors = runner.errors
-            finally:
-                browser.close()
+        env["served_by"] = "nginx (make dist)" if args.dist else "the page server"
+        with contextlib.ExitStack() as served:
+            if args.dist:
+                info = served.enter_context(dist_site(info, say))
+            startup, latency, history, errors = measure(info, args, env, t0, say)
     finally:
         if started_here:
             stack.down()
@@ -460,9 +498,42 @@ def main(argv: list[str] | None = None) -> int:
     env["history"] = args.history
     env["latency_rounds"], env["creates"] = LATENCY_ROUNDS, args.creates
     raw = {"env": env, "startup": startup, "latency": latency, "history": history, "errors": errors}
-    RAW_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RAW_FILE.write_text(json.dumps(raw, default=str))
+    raw_file = RAW_FILE.with_name("bench-dist-last.json") if args.dist else RAW_FILE
+    raw_file.parent.mkdir(parents=True, exist_ok=True)
+    raw_file.write_text(json.dumps(raw, default=str))
     return publish(raw, args)
+
+
+def measure(
+    info: dict[str, Any], args: argparse.Namespace, env: dict[str, Any], t0: float, say
+) -> tuple[Any, Any, Any, dict[str, list[str]]]:
+    """The three measurements against ``info``'s page and Directus."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            runner = Runner(browser, info, args, say)
+            if runner.intercept_reference:
+                say(
+                    f"note: the page server does not serve /{REFERENCE_PATH} (it started "
+                    "before bench/ was allowed): the reference page's own two files are "
+                    "handed to Chromium from disk"
+                )
+            budget = args.budget - (time.monotonic() - t0)
+            start = time.monotonic()
+            say(f"start-up, {args.rounds} rounds (cold + warm), alternating…")
+            startup = runner.startup(args.rounds, start + 0.40 * budget)
+            say(f"create-to-render, {args.creates} creates per page…")
+            latency = runner.latency(args.creates, LATENCY_ROUNDS, start + 0.60 * budget)
+            say(f"{args.history}-message history, {args.history_rounds} rounds…")
+            history = runner.history(args.history, args.history_rounds, start + 0.90 * budget)
+            env["chromium"] = browser.version
+            env["intercepted"] = runner.intercept_reference
+            errors = runner.errors
+        finally:
+            browser.close()
+    return startup, latency, history, errors
 
 
 def publish(raw: dict[str, Any], args: argparse.Namespace, new_run: bool = True) -> int:

@@ -201,6 +201,29 @@ server {
 """
 
 
+def nginx_main_conf(dist: Path, prefix: Path, port: int) -> Path:
+    """A whole nginx.conf around ``dist``'s sample server block (its port and root replaced),
+    everything nginx writes kept under ``prefix``, for ``nginx -p prefix -c <this>``: one
+    process in the foreground (no master), which reads ``dist`` as the user who starts it.
+    tests/e2e/test_dist.py and ``make bench`` (``--dist``) serve a build with it."""
+    block = (dist / "nginx.conf").read_text()
+    block = block.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    block = block.replace("root /srv/directus-realtime;", f"root {dist};")
+    temp = "\n".join(
+        f"    {kind}_temp_path {prefix / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"daemon off;\nmaster_process off;\npid {prefix / 'nginx.pid'};\n"
+        f"error_log {prefix / 'error.log'} warn;\nevents {{}}\n"
+        f"http {{\n    access_log {prefix / 'access.log'};\n{temp}\n"
+        "    default_type application/octet-stream;\n"
+        f"{block}}}\n"
+    )
+    return conf
+
+
 def _copy(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)

@@ -71,28 +71,6 @@ class Served:
         procs.stop_pid(self.proc.pid)
 
 
-def nginx_conf(dist: Path, prefix: Path, port: int) -> Path:
-    """A whole nginx.conf around the sample server block of dist/nginx.conf (its port and root
-    replaced), everything nginx writes kept under ``prefix``. One process (no master), so that
-    it reads the test's files as the user running the test."""
-    block = (dist / "nginx.conf").read_text()
-    block = block.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    block = block.replace("root /srv/directus-realtime;", f"root {dist};")
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        f"daemon off;\nmaster_process off;\npid {prefix / 'nginx.pid'};\n"
-        f"error_log {prefix / 'error.log'} warn;\nevents {{}}\n"
-        f"http {{\n    access_log {prefix / 'access.log'};\n{temp}\n"
-        "    default_type application/octet-stream;\n"
-        f"{block}}}\n"
-    )
-    return conf
-
-
 @pytest.fixture(scope="module")
 def dist_site(stack, tmp_path_factory) -> Iterator[dict]:
     """dist/ built for its own Directus (EXTRA_ORIGINS: the two servers), served by
@@ -132,7 +110,7 @@ def dist_site(stack, tmp_path_factory) -> Iterator[dict]:
         )
         prefix = tmp / "nginx"
         prefix.mkdir()
-        conf = nginx_conf(dist, prefix, ports["nginx"])
+        conf = build.nginx_main_conf(dist, prefix, ports["nginx"])
         servers["nginx"] = Served(
             "nginx",
             ports["nginx"],
