@@ -1232,8 +1232,10 @@ class RealtimeProtocol:
         """After any lost socket: retry the requests that may be, then schedule a reconnect."""
         conn = self._conn
         if conn is not None and conn.opened_at is not None:
-            if now - conn.opened_at >= self.stable_after:
-                self.attempt = 0  # it stayed up: the backoff starts over
+            if now - conn.opened_at >= self.stable_after or conn.last_ping is not None:
+                # It stayed up (a server pings once per its own heartbeat period, which may be
+                # shorter than ``stable_after``): the backoff starts over.
+                self.attempt = 0
         self._drop_connection(retry_requests=True)
         if self.reconnect is False or self.reconnect.exhausted(self.attempt):
             if self.reconnect is False:

@@ -53,13 +53,15 @@ class InstancePool(Generic[T]):
         return self._futures[name].result(timeout=240)
 
     def release(self, name: str) -> None:
-        future = self._futures.get(name)
+        """Stop the instance; a later ``take`` of the same name (another module) starts a new
+        one."""
+        future = self._futures.pop(name, None)
         if future is not None and future.done() and future.exception() is None:
             future.result().stop()  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)  # a start under way finishes, then it is stopped
-        for name in self._futures:
+        for name in list(self._futures):
             self.release(name)
 
 

@@ -1549,6 +1549,27 @@ def test_the_backoff_starts_over_once_a_connection_stayed_up_for_stable_after():
     assert proto.retry_at - (t + 5) == pytest.approx(0.25)
 
 
+def test_the_backoff_starts_over_once_the_server_pinged_a_connection():
+    """A server pings once per its own heartbeat period: a connection it pinged stayed up for
+    one period, however short that is, and its loss starts the backoff over."""
+    proto = make(stable_after=30)
+    open_proto(proto, 0)
+    proto.socket_closed(0)
+    t = proto.retry_at
+    proto.tick(t)
+    proto.socket_opened(t)
+    auth_ok(proto, t)
+    proto.socket_closed(t + 3)  # no ping: one more failed attempt, the delay doubles
+    assert proto.retry_at - (t + 3) == pytest.approx(0.5)
+    t = proto.retry_at
+    proto.tick(t)
+    proto.socket_opened(t)
+    auth_ok(proto, t)
+    proto.receive_text('{"type": "ping"}', t + 2)
+    proto.socket_closed(t + 3)
+    assert proto.retry_at - (t + 3) == pytest.approx(0.25)
+
+
 def test_stable_after_defaults_to_the_heartbeat_period():
     assert make(heartbeat_period=12).stable_after == 12
     assert make().stable_after == 30
