@@ -2,21 +2,7 @@
 for a timer started once per batch."""
 
 from page.logs import ConsoleLines
-
-
-class Timer:
-    def __init__(self, callback) -> None:
-        self.callback = callback
-        self.calls = []
-
-    def start(self, ms) -> None:
-        self.calls.append(("start", ms))
-
-    def cancel(self) -> None:
-        self.calls.append(("cancel",))
-
-    def fire(self) -> None:
-        self.callback()
+from tests.fakes import Timer
 
 
 def make():

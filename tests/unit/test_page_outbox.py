@@ -10,6 +10,7 @@ import pytest
 
 from directus_realtime import OutboxFull
 from page.outbox import KEY, SAVE_DELAY_MS, Outbox
+from tests.fakes import Timer
 
 
 class Storage:
@@ -44,21 +45,6 @@ class FullStorage(Storage):
 class UnreadableStorage(Storage):
     def getItem(self, key):  # noqa: N802
         raise RuntimeError("SecurityError: the operation is insecure")
-
-
-class Timer:
-    def __init__(self, callback) -> None:
-        self.callback = callback
-        self.calls = []  # ("start", ms) and ("cancel",)
-
-    def start(self, ms) -> None:
-        self.calls.append(("start", ms))
-
-    def cancel(self) -> None:
-        self.calls.append(("cancel",))
-
-    def fire(self) -> None:
-        self.callback()
 
 
 def write(n, text=None, user="ada") -> dict:
