@@ -136,19 +136,24 @@ def _client_argv(lib: str, token: str, n: int, urls: list[str]) -> list[str]:
 
 
 def measure(lib: str, n: int, urls: list[str], writer_url: str, token: str, args) -> dict:
-    proc = subprocess.Popen(
-        _client_argv(lib, token, n, urls),
-        cwd=paths.ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    log_file = paths.VAR / f"bench-fanout-{lib}-{n}.log"
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(
+            _client_argv(lib, token, n, urls),
+            cwd=paths.ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
     try:
         t0 = time.monotonic()
         line = proc.stdout.readline()  # READY
         if line.strip() != "READY":
-            raise RuntimeError(f"{lib} client with {n} subscribers did not get ready: {line!r}")
+            raise RuntimeError(
+                f"{lib} client with {n} subscribers did not get ready; log {log_file}:\n"
+                + procs.log_tail(log_file, 10)
+            )
         ready_s = time.monotonic() - t0
         time.sleep(1.0)
         cpu0, w0 = _cpu_seconds(proc.pid), time.monotonic()
@@ -220,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench fanout", description=__doc__)
     parser.add_argument("--n", default="100,500,1000", help="subscriber counts (comma-separated)")
     parser.add_argument("--libs", default="python,node")
-    parser.add_argument("--rate", type=float, default=5.0, help="writes per second")
+    parser.add_argument("--rate", type=float, default=1.0, help="writes per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of writing")
-    parser.add_argument("--drain", type=float, default=3.0, help="seconds for the last events")
+    parser.add_argument("--drain", type=float, default=15.0, help="seconds for the last events")
     parser.add_argument("--burst", type=float, default=5.0, help="seconds of create bursts")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args(argv)
@@ -247,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         urls = [i.url for i in cluster.instances]
         for n in [int(x) for x in args.n.split(",")]:
             for lib in args.libs.split(","):
-                row = measure(lib, n, urls, cluster.url, token, args)
+                try:
+                    row = measure(lib, n, urls, cluster.url, token, args)
+                except RuntimeError as error:
+                    print(f"{lib} N={n}: {error}", flush=True)
+                    row = {"lib": lib, "n": n, "failed": str(error).splitlines()[0]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         bursts["cluster (HAProxy, 2 instances, PostgreSQL)"] = creates_per_second(
@@ -280,6 +289,9 @@ def report(rows: list[dict], bursts: dict[str, float], args) -> str:
     ]
     for r in rows:
         name = "directus_realtime (CPython)" if r["lib"] == "python" else "@directus/sdk (Node)"
+        if "failed" in r:
+            lines.append(f"| {r['n']:,} | {name} | {r['failed']} | | | | | | |")
+            continue
         lines.append(
             f"| {r['n']:,} | {name} | {r['connect_s']} | {r['delivered']:,}/{r['expected']:,} "
             f"| {r['p50_ms']} | {r['p99_ms']} | {r['per_s']:,} | {r['cpu_us_per_msg']} "

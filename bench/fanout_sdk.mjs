@@ -41,12 +41,26 @@ for (let i = 0; i < n; i += 1) {
 for (let i = 0; i < n; i += 50) {
   await Promise.all(
     clients.slice(i, i + 50).map(async (client) => {
-      await client.connect();
+      // A handshake refused or timed out on a loaded server is tried again, like the Python
+      // side's client does by itself.
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await client.connect();
+          break;
+        } catch (error) {
+          console.error(`connect attempt ${attempt}: ${error}`);
+          // The SDK takes the first message after its auth for the answer: a ping there fails
+          // connect() but leaves the socket open and signed in, and refuses a new connect().
+          if (String(error).includes('state is "open"')) break;
+          if (attempt >= 5) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+        }
+      }
       const { subscription } = await client.subscribe("messages", {
         event: "create",
         query: { fields: ["id", "text"] },
       });
-      follow(subscription);
+      follow(subscription).catch((error) => console.error(`subscription: ${error}`));
     }),
   );
 }
