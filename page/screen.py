@@ -66,6 +66,7 @@ class Screen:
         self.document = document
         self.origin = origin
         self.url = ""  # the Directus the problem texts name
+        self.waiting_text = ""  # what #waiting says (hidden when empty)
         self.status_line = document.getElementById("status")
 
     def status(self, state: str, detail: str = "") -> None:
@@ -95,6 +96,9 @@ class Screen:
 
     def waiting(self, text: str) -> None:
         """The line under the compose form about writes that wait ("" hides it)."""
+        if text == self.waiting_text:
+            return  # (called after every answer: the DOM is touched only on a change)
+        self.waiting_text = text
         note = self.document.getElementById("waiting")
         note.textContent = text
         note.hidden = not text
