@@ -230,11 +230,14 @@ class Page:
         instances loses events and leaves the socket open. ``body[data-missed]`` counts them."""
         bound = self.reconciler.start(self.now(), self.rows.newest_created())
         try:
+            if bound is None:
+                # Nothing was shown then (the first load): from the oldest row shown now,
+                # which the first catch-up read; not "the latest N", which pages back until it
+                # finds N rows not shown yet.
+                bound = self.rows.oldest_created()
             if self.directus.is_connected:  # (else the catch-up after reconnecting reads)
-                if bound is None:
-                    found = await self.read(Reading(self.history, newest_first=True))
-                else:
-                    found = await self.read(Reading(EVERYTHING, newest_first=False, bound=bound))
+                reading = Reading(EVERYTHING, newest_first=False, bound=bound)
+                found = await self.read(reading)
                 if found:
                     self.missed += found
                     self.document.body.dataset.missed = str(self.missed)
