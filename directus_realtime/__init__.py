@@ -24,6 +24,11 @@ from .errors import (
 )
 from .protocol import Backoff, RealtimeProtocol, websocket_url
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = [
     "AuthenticationError",
     "Backoff",
@@ -49,11 +54,11 @@ __all__ = [
 class DirectusClient:
     """What ``create_directus(url)`` returns; compose features with ``.with_()``."""
 
-    def __init__(self, url: str, auth=None) -> None:
+    def __init__(self, url: str, auth: "dict | None" = None) -> None:
         self.url = url
         self.auth = dict(auth or {})
 
-    def with_(self, feature):
+    def with_(self, feature: "Callable[[DirectusClient], object]") -> object:
         return feature(self)
 
 
@@ -62,17 +67,17 @@ def create_directus(url: str) -> DirectusClient:
     return DirectusClient(url)
 
 
-def static_token(token: str):
+def static_token(token: str) -> "Callable[[DirectusClient], DirectusClient]":
     """The SDK's ``staticToken(token)``."""
     return lambda client: DirectusClient(client.url, {"access_token": token})
 
 
-def credentials(email: str, password: str):
+def credentials(email: str, password: str) -> "Callable[[DirectusClient], DirectusClient]":
     """Log the socket in with email and password (the SDK's ``authentication()`` + ``login``)."""
     return lambda client: DirectusClient(client.url, {"email": email, "password": password})
 
 
-def realtime(**options):
+def realtime(**options: object) -> "Callable[[DirectusClient], RealtimeClient]":
     """The SDK's ``realtime({...})``: ``auth_mode``, ``heartbeat``, ``connect_timeout``,
     ``reconnect`` (``{"delay", "retries", "max_delay"}`` or False), ``url``, and the rest of
     ``RealtimeClient``'s keyword arguments."""

@@ -1,7 +1,8 @@
-"""A terminal client on the same core as the page: ``python -m directus_realtime.cli``.
+"""A terminal client on the same core as the page: ``directus-realtime`` (``pip install .``),
+or ``python -m directus_realtime.cli`` from a checkout.
 
-    python -m directus_realtime.cli tail messages            # print every event as JSON lines
-    python -m directus_realtime.cli create messages '{"text": "Hi", "user": "Ben"}'
+    directus-realtime tail messages            # print every event as JSON lines
+    directus-realtime create messages '{"text": "Hi", "user": "Ben"}'
 
 The URL and token come from ``--url`` / ``--token``, else ``DIRECTUS_URL`` / ``DIRECTUS_TOKEN``,
 else the local stack's ``var/stack.json``.
@@ -50,7 +51,7 @@ async def create(client: RealtimeClient, collection: str, data: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     url, token = _defaults()
-    parser = argparse.ArgumentParser(prog="python -m directus_realtime.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="directus-realtime", description=__doc__)
     parser.add_argument("--url", default=url, help="Directus URL (default: %(default)s)")
     parser.add_argument("--token", default=token, help="static or access token")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -20,6 +20,11 @@ import time
 from . import protocol as p
 from .errors import ConnectionFailed, DirectusError, RealtimeError
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 EVENTS = ("open", "message", "close", "error")
 
 
@@ -54,10 +59,10 @@ class Waiter:
         self._error = None
         self._callbacks = []
 
-    def done(self):
+    def done(self) -> bool:
         return self._done
 
-    def result(self):
+    def result(self) -> object:
         """The result, or raise the error; ``RuntimeError`` when not done yet."""
         if not self._done:
             raise RuntimeError("Result is not set yet.")
@@ -65,23 +70,23 @@ class Waiter:
             raise self._error
         return self._result
 
-    def exception(self):
+    def exception(self) -> "BaseException | None":
         """The error (None if none); ``RuntimeError`` when not done yet."""
         if not self._done:
             raise RuntimeError("Result is not set yet.")
         return self._error
 
-    def add_done_callback(self, callback):
+    def add_done_callback(self, callback: "Callable[[Waiter], object]") -> None:
         """Call ``callback(waiter)`` once done (now, if it is); an exception in it is printed."""
         if self._done:
             _safely(callback, self)
         else:
             self._callbacks.append(callback)
 
-    def set_result(self, result):
+    def set_result(self, result: object) -> None:
         self._set(result, None)
 
-    def set_exception(self, error):
+    def set_exception(self, error: BaseException) -> None:
         self._set(None, error)
 
     def _set(self, result, error):
@@ -144,7 +149,7 @@ class Subscription:
         self._error = None
 
     @property
-    def subscription(self):
+    def subscription(self) -> "Subscription":
         """The SDK returns ``{subscription, unsubscribe}``; this mirrors ``.subscription``."""
         return self
 
@@ -159,7 +164,7 @@ class Subscription:
             await self._wait()
         return self._queue.pop(0)
 
-    def listen(self, callback):
+    def listen(self, callback: "Callable[[dict], object]") -> None:
         """Hand each message to ``callback(message)`` as it arrives, instead of ``async for``.
 
         The callback runs inside the socket's message event, with no turn of the event loop in
@@ -173,14 +178,14 @@ class Subscription:
         for message in queued:
             _safely(callback, message)
 
-    async def wait_closed(self):
+    async def wait_closed(self) -> None:
         """Return when the subscription has ended by ``unsubscribe()``; raise what ended it
         otherwise (the connection gone for good, ``disconnect()``)."""
         while not self._ended:
             await self._wait()
         self._raise_end()
 
-    def unsubscribe(self):
+    def unsubscribe(self) -> None:
         self._client._unsubscribe(self)
 
     def _push(self, message):
@@ -295,12 +300,12 @@ class RealtimeClient:
         return self._proto.state == p.OPEN
 
     @property
-    def failure(self):
+    def failure(self) -> "RealtimeError | None":
         """The error that made the client give up (state ``failed``), else None."""
         return self._proto.failure
 
     @property
-    def retry_in(self):
+    def retry_in(self) -> "float | None":
         """While reconnecting: seconds until the next attempt, else None."""
         if self._proto.retry_at is None:
             return None
@@ -310,7 +315,7 @@ class RealtimeClient:
     def ever_connected(self) -> bool:
         return self._proto.ever_opened
 
-    def connect(self):
+    def connect(self) -> Waiter:
         """Open the connection; returns an awaitable that is done once authenticated.
 
         The socket opens when ``connect`` is called, not when the result is awaited (like the
@@ -330,7 +335,9 @@ class RealtimeClient:
         """Close for good: no reconnect; subscriptions end, waiting requests fail."""
         self._pump(self._proto.disconnect, _now())
 
-    def on_websocket(self, event: str, handler):
+    def on_websocket(
+        self, event: str, handler: "Callable[[object], object]"
+    ) -> "Callable[[], None]":
         """Call ``handler`` on ``open``, ``message`` (the decoded message), ``close`` or
         ``error``. Returns a function that removes the handler."""
         if event not in self._handlers:
@@ -343,7 +350,7 @@ class RealtimeClient:
 
         return remove
 
-    def on_state(self, handler):
+    def on_state(self, handler: "Callable[[str, RealtimeClient], object]") -> "Callable[[], None]":
         """Call ``handler(state, client)`` on every state change. Returns a remover."""
         self._state_handlers.append(handler)
 
@@ -353,7 +360,7 @@ class RealtimeClient:
 
         return remove
 
-    def send_message(self, message):
+    def send_message(self, message: "dict | str") -> object:
         """Send a message as is (a dict gets a ``uid`` when it has none). Returns the uid.
 
         While disconnected, dict messages wait in the outbox instead of raising.
@@ -361,7 +368,13 @@ class RealtimeClient:
         return self._pump(self._proto.send_message, message, _now())
 
     async def subscribe(
-        self, collection: str, event=None, query=None, uid=None, item=None, reconcile=None
+        self,
+        collection: str,
+        event: "str | None" = None,
+        query: "dict | None" = None,
+        uid: "str | None" = None,
+        item: "str | int | None" = None,
+        reconcile: "str | None" = None,
     ) -> Subscription:
         """Subscribe to ``collection`` (optionally one ``event`` and one ``item``).
 
@@ -376,7 +389,9 @@ class RealtimeClient:
         self._drain()
         return sub
 
-    def request(self, message: dict, timeout=None, retry=None):
+    def request(
+        self, message: dict, timeout: "float | None" = None, retry: "bool | None" = None
+    ) -> Waiter:
         """Send ``message``; returns a ``Waiter`` (awaitable, with ``add_done_callback``) of
         Directus's reply (the whole reply dict).
 
@@ -389,24 +404,49 @@ class RealtimeClient:
         self._drain()
         return waiter
 
-    def create(self, collection: str, data, query=None):
+    def create(self, collection: str, data: "dict | list", query: "dict | None" = None) -> Waiter:
         """Create one item (dict) or several (list); awaits what Directus stored."""
         return self._items("create", collection, data=data, query=query)
 
-    def read(self, collection: str, id=None, ids=None, query=None):
+    def read(
+        self,
+        collection: str,
+        id: "str | int | None" = None,
+        ids: "list | None" = None,
+        query: "dict | None" = None,
+    ) -> Waiter:
         return self._items("read", collection, id=id, ids=ids, query=query)
 
-    def update(self, collection: str, data, id=None, ids=None, query=None):
+    def update(
+        self,
+        collection: str,
+        data: dict,
+        id: "str | int | None" = None,
+        ids: "list | None" = None,
+        query: "dict | None" = None,
+    ) -> Waiter:
         return self._items("update", collection, data=data, id=id, ids=ids, query=query)
 
-    def delete(self, collection: str, id=None, ids=None, query=None):
+    def delete(
+        self,
+        collection: str,
+        id: "str | int | None" = None,
+        ids: "list | None" = None,
+        query: "dict | None" = None,
+    ) -> Waiter:
         return self._items("delete", collection, id=id, ids=ids, query=query)
 
     async def authenticate(self, access_token: str) -> None:
         """Re-authenticate the open socket with a new access token (keeps subscriptions)."""
         self._pump(self._proto.authenticate, _now(), access_token)
 
-    def set_credentials(self, access_token=None, email=None, password=None, refresh_token=None):
+    def set_credentials(
+        self,
+        access_token: "str | None" = None,
+        email: "str | None" = None,
+        password: "str | None" = None,
+        refresh_token: "str | None" = None,
+    ) -> None:
         """Replace the credentials; a client that gave up on refused ones tries again."""
         self._pump(
             self._proto.set_credentials, _now(), access_token, email, password, refresh_token
@@ -416,7 +456,8 @@ class RealtimeClient:
         """Tell the client the network went down or came back (retries at once when back)."""
         self._pump(self._proto.set_online, online, _now())
 
-    def outbox(self):
+    def outbox(self) -> list:
+        """The messages waiting for the connection, in order."""
         return self._proto.outbox()
 
     # ----- internals -----
