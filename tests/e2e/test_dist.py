@@ -96,6 +96,7 @@ def dist_site(stack, tmp_path_factory) -> Iterator[dict]:
         reserve_port(PORTS), db, {"CORS_ORIGIN": cors}, log_file=tmp / "directus.log"
     )
     servers: dict[str, Served] = {}
+    site = {"directus": server, "servers": servers, "tmp": tmp}
     try:
         dist = tmp / "site"
         build.build(dist, directus_url=server.url)
@@ -118,11 +119,12 @@ def dist_site(stack, tmp_path_factory) -> Iterator[dict]:
             prefix / "error.log",
             tmp,
         )
-        yield {"dist": dist, "directus": server, "servers": servers, "tmp": tmp}
+        site["dist"] = dist
+        yield site
     finally:
         for served in servers.values():
             served.stop()
-        directus.stop(server)
+        directus.stop(site["directus"])  # (a test may have restarted it: the one running now)
 
 
 @pytest.fixture(params=["http.server", "nginx"])
