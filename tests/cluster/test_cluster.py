@@ -9,7 +9,7 @@
   every page shows every message once, and no instance exits;
 - PostgreSQL restarted under the writer and a page's ``create_item``s: each stored once.
 
-Run with ``-s`` to see the figures (the README's fault table takes them).
+Run with ``-s`` to see the figures (docs/reliability.md's tables take them).
 """
 
 from __future__ import annotations
