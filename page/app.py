@@ -117,6 +117,8 @@ class Page:
         on = browser.js_function
         self.window.ononline = on(lambda event: directus.set_online(True))
         self.window.onoffline = on(lambda event: directus.set_online(False))
+        if not self.window.navigator.onLine:  # opened with no network (the service worker's)
+            directus.set_online(False)
 
     def started(self) -> None:
         """Once the socket is on its way: the Settings panel, and the writes a previous visit
