@@ -241,11 +241,14 @@ class Engine:
     """One engine for a test module: ``session(dark=False)`` opens a page; ``close()`` ends the
     browser (and the display) it started."""
 
-    def __init__(self, name: str, playwright: Any, tmp: Path) -> None:
+    def __init__(self, name: str, playwright: Any, tmp: Path, browser: Any = None) -> None:
         self.name = name
-        self.browser = None
+        self.browser = browser  # (a Chromium already running: not closed here)
+        self.owned = browser is None
         self.display = None
-        if name == "chromium":
+        if browser is not None:
+            pass
+        elif name == "chromium":
             self.browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
@@ -263,7 +266,7 @@ class Engine:
         return WebKitSession(self.display.name, dark=dark)
 
     def close(self) -> None:
-        if self.browser is not None:
+        if self.browser is not None and self.owned:
             self.browser.close()
         if self.display is not None:
             self.display.stop()
