@@ -9,6 +9,8 @@ tests/e2e/test_visual.py, tests/e2e/test_offline.py).
   (``WebKitWebDriver``) and Selenium. MiniBrowser has no headless mode: it draws on an Xvfb
   display that ``Display`` starts on a free number and stops by pid. Its window is at least 447
   px wide, and its colour scheme follows the GTK theme (``GTK_THEME=Adwaita:dark``).
+- Dark in Firefox: Playwright's ``color_scheme`` does nothing over BiDi (Firefox ESR 153), so a
+  second Firefox starts with a dark system theme (its preferences).
 
 A ``Session`` is one page in a fresh profile (its own storage and service workers). Scripts are
 function bodies that read their arguments from ``args`` (an array) and ``return`` a value;
@@ -34,6 +36,7 @@ MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser"
 XVFB = shutil.which("Xvfb") or "/usr/bin/Xvfb"
 ENGINES = ("chromium", "firefox", "webkit")
 POLL_S = 0.05
+DARK_FIREFOX = {"ui.systemUsesDarkTheme": 1, "layout.css.prefers-color-scheme.content-override": 2}
 
 
 def missing(engine: str) -> str | None:
@@ -243,6 +246,8 @@ class Engine:
 
     def __init__(self, name: str, playwright: Any, tmp: Path, browser: Any = None) -> None:
         self.name = name
+        self.playwright = playwright
+        self.dark_browser = None
         self.browser = browser  # (a Chromium already running: not closed here)
         self.owned = browser is None
         self.display = None
@@ -253,13 +258,22 @@ class Engine:
                 executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
         elif name == "firefox":
-            self.browser = playwright.firefox.launch(
-                channel="moz-firefox", executable_path=FIREFOX, headless=True
-            )
+            self.browser = self._firefox()
         else:
             self.display = Display(tmp / "xvfb.log")
 
+    def _firefox(self, prefs: dict | None = None) -> Any:
+        return self.playwright.firefox.launch(
+            channel="moz-firefox", executable_path=FIREFOX, headless=True, firefox_user_prefs=prefs
+        )
+
     def session(self, dark: bool = False, **context: Any) -> Session:
+        if self.name == "firefox" and dark:
+            # Over BiDi, Playwright's color_scheme changes nothing in Firefox ESR: a browser of
+            # its own whose system theme is dark.
+            if self.dark_browser is None:
+                self.dark_browser = self._firefox(DARK_FIREFOX)
+            return PlaywrightSession(self.name, self.dark_browser, **context)
         if self.browser is not None:
             scheme = {"color_scheme": "dark" if dark else "light"}
             return PlaywrightSession(self.name, self.browser, **scheme, **context)
@@ -268,6 +282,8 @@ class Engine:
     def close(self) -> None:
         if self.browser is not None and self.owned:
             self.browser.close()
+        if self.dark_browser is not None:
+            self.dark_browser.close()
         if self.display is not None:
             self.display.stop()
 
