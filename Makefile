@@ -34,7 +34,7 @@ STATIC_INPUTS := $(RUNTIME_INPUTS) stack/assets.py
 fresh = sha256sum $(2) 2>/dev/null | cmp -s - $(1)
 
 .PHONY: help setup setup-pip setup-directus setup-runtime setup-static
-.PHONY: run up down status provision test chromium nginx dist wheel bench screenshots lint fmt clean
+.PHONY: run up down status provision test chromium browsers nginx dist wheel bench screenshots lint fmt clean
 .PHONY: distclean
 
 help:
@@ -118,13 +118,23 @@ chromium:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Firefox and WebKit for tests/engines.py: Debian's firefox-esr (driven over WebDriver BiDi),
+# WebKitGTK's MiniBrowser and WebKitWebDriver, and Xvfb (MiniBrowser has no headless mode).
+browsers:
+	@test -x /usr/lib/firefox-esr/firefox-esr -a -x /usr/bin/WebKitWebDriver -a -x /usr/bin/Xvfb \
+		-a -x /usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser || { \
+		echo "installing Debian firefox-esr, webkit2gtk-driver and xvfb (apt-get)…"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			firefox-esr webkit2gtk-driver xvfb; }
+
 nginx:
 	@test -x /usr/sbin/nginx || { \
 		echo "installing Debian nginx (apt-get; tests/e2e/test_dist.py serves dist/ with it)…"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 
-test: setup chromium nginx
+test: setup chromium browsers nginx
 	@$(MAKE) --no-print-directory cluster-packages || echo "no cluster packages: tests/cluster skips"
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -2,13 +2,18 @@
 
     .venv/bin/python docs/screenshots.py      # or: make screenshots
 
-Starts the local stack when it is not running (and stops it again), creates the guide's three
-messages, and writes docs/*.png: the page in light and dark, on a phone, and an error screen.
+Starts the local stack when it is not running (and stops it again), and a Directus of its own
+on a copy of the stack's database with the messages emptied, where it writes a conversation of
+60 messages (the guide's three last), so the pictures show a long list as a user sees it. Writes
+docs/*.png: the page in light and dark, on a phone, and an error screen.
 """
 
 import json
 import socket
+import sqlite3
 import sys
+import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import stack  # noqa: E402  (after the path is set)
+from stack import directus  # noqa: E402
 from stack.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 OUT = ROOT / "docs"
@@ -25,6 +31,18 @@ GUIDE = [
     ("Hello World!", "Ben"),
     ("Hello Universe!", "Rijk"),
     ("Hello Everyone Everywhere All At Once!", "Kevin"),
+]
+CHAT = [
+    ("Ana", "Morning! Is the realtime demo up?"),
+    ("Lea", "Yes, on the staging project since yesterday."),
+    ("Ana", "Nice. Does it survive a flaky connection?"),
+    ("Lea", "It reconnects and catches up: messages sent while you were away show up after."),
+    ("Rijk", "And writes made offline wait in the outbox until the socket is back."),
+    ("Ana", "Even across a reload?"),
+    ("Rijk", "Even across a reload. They are sent once, not twice."),
+    ("Kevin", "I tried it on my phone in the train, works fine."),
+    ("Ben", "Python in the browser, still surprised every time."),
+    ("Lea", "MicroPython boots in well under a second here."),
 ]
 
 
@@ -54,29 +72,55 @@ def shoot(browser, url: str, name: str, ready: str, **context) -> None:
     print("wrote", OUT / name)
 
 
+def conversation() -> list[tuple[str, str]]:
+    """60 messages: the chat above over and over, numbered, then the guide's three."""
+    out = []
+    while len(out) < 57:
+        for user, text in CHAT:
+            out.append((f"{text} ({len(out) + 1})", user))
+    return out[:57] + GUIDE
+
+
+def own_directus(info: dict, tmp: Path):
+    """A Directus on an emptied copy of the stack's database, with the conversation."""
+    db = directus.copy_of_main_db(tmp)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM messages")
+    cors = directus.app_origins(info["app_port"])
+    server = directus.start_directus(
+        free_port(), db, {"CORS_ORIGIN": cors}, log_file=tmp / "directus.log"
+    )
+    for text, user in conversation():
+        create({**info, "directus_url": server.url}, text, user)
+    return server
+
+
 def main() -> int:
     info, started_here = stack.ensure_up(quiet=False)
+    server = None
     try:
-        for text, user in GUIDE:
-            create(info, text, user)
-        ready = 'body[data-history="true"]'
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            app = info["app_url"]
-            size = {"width": 900, "height": 600}
-            shoot(browser, app, "page-light.png", ready, viewport=size)
-            shoot(browser, app, "page-dark.png", ready, viewport=size, color_scheme="dark")
-            shoot(
-                browser,
-                app,
-                "page-phone.png",
-                ready,
-                viewport={"width": 390, "height": 700},
-                device_scale_factor=1,
-            )
-            unreachable = f"{app}?url=http://127.0.0.1:{free_port()}&token=x"
-            shoot(browser, unreachable, "error-unreachable.png", "#problem:not([hidden])")
-            browser.close()
+        with tempfile.TemporaryDirectory() as tmp:
+            server = own_directus(info, Path(tmp))
+            query = urllib.parse.urlencode({"url": server.url, "token": info["token"]})
+            ready = 'body[data-history="true"]'
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                app = info["app_url"] + "?" + query
+                size = {"width": 1000, "height": 700}
+                shoot(browser, app, "page-light.png", ready, viewport=size)
+                shoot(browser, app, "page-dark.png", ready, viewport=size, color_scheme="dark")
+                shoot(
+                    browser,
+                    app,
+                    "page-phone.png",
+                    ready,
+                    viewport={"width": 390, "height": 760},
+                    device_scale_factor=1,
+                )
+                unreachable = f"{info['app_url']}?url=http://127.0.0.1:{free_port()}&token=x"
+                shoot(browser, unreachable, "error-unreachable.png", "#problem:not([hidden])")
+                browser.close()
+            directus.stop(server)
     finally:
         if started_here:
             stack.down()

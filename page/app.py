@@ -27,6 +27,9 @@ SECOND_LOOK_MS = 3000  # saved writes of a tab still closing are looked at again
 # A write kept after an error on a connection that stays open (Directus did not answer: e.g.
 # its database restarting) is sent again this late, until stored or refused.
 RESEND_KEPT_MS = 2000
+# While offline, navigator.onLine is looked at this often: the `online` event alone is not
+# enough (Firefox did not fire it in a page that was loaded offline).
+ONLINE_CHECK_MS = 2000
 
 
 class Page:
@@ -53,6 +56,7 @@ class Page:
         self.missed = 0  # messages the reconciliation found (body[data-missed])
         self.kept = {}  # id -> a write kept after an error, to send again (resend_kept)
         self.resend_timer = browser.Timer(lambda: self.resend_kept())
+        self.online_check = browser.Timer(lambda: self.check_online())
         on = browser.js_function
         document.getElementById("compose").addEventListener("submit", on(self.on_compose))
         document.getElementById("settings-form").addEventListener("submit", on(self.on_settings))
@@ -117,6 +121,8 @@ class Page:
         on = browser.js_function
         self.window.ononline = on(lambda event: directus.set_online(True))
         self.window.onoffline = on(lambda event: directus.set_online(False))
+        if not self.window.navigator.onLine:  # opened with no network (the service worker's)
+            directus.set_online(False)
 
     def started(self) -> None:
         """Once the socket is on its way: the Settings panel, and the writes a previous visit
@@ -295,6 +301,9 @@ class Page:
                 spawn(self.diagnose())
         elif state in ("offline", "closed"):
             self.screen.status("offline")
+            if state == "offline":
+                self.online_check.cancel()
+                self.online_check.start(ONLINE_CHECK_MS)
         elif state == "failed":
             failure = client.failure
             reason = failure.message if failure else "gave up"
@@ -302,6 +311,15 @@ class Page:
             self.screen.status("error", reason)
             self.screen.problem("auth" if refused else "gave-up", reason)
         self.show_waiting()
+
+    def check_online(self) -> None:
+        """Offline: back online without an `online` event? Then connect."""
+        if self.directus.state != "offline":
+            return
+        if self.window.navigator.onLine:
+            self.directus.set_online(True)
+        else:
+            self.online_check.start(ONLINE_CHECK_MS)
 
     def show_waiting(self) -> None:
         """How many writes wait, and what sends them."""

@@ -9,8 +9,9 @@ that any static web server can host (``make dist``: ``python -m stack dist``):
 - the ``.mpy`` of every source index.html imports (stack/mpy.py: ``source_of``, ``compiled``),
   and the ``.py`` files pyscript.toml's ``[files]`` names for the Pyodide build;
 - the runtime files the two builds load (PyScript without its code editor and terminal,
-  MicroPython, Pyodide, the pyodide-http wheel), static/app.css; examples/ (pages of their
-  own on the client library, e.g. examples/counter/);
+  MicroPython, Pyodide, the pyodide-http wheel), static/app.css, the web app manifest and its
+  icons; ``sw.js``, the service worker that opens the page offline (stack/offline.py);
+  examples/ (pages of their own on the client library, e.g. examples/counter/);
 - ``config.json``: ``{"directus_url": ...}``, the Directus a visitor connects to unless ``?url=``
   or the Settings panel says otherwise (page/app.py reads it). Never a token;
 - ``DEPLOY.md`` and ``nginx.conf``: what a meta tag cannot carry (``frame-ancestors``) and the
@@ -35,7 +36,7 @@ import tomllib
 import urllib.parse
 from pathlib import Path
 
-from . import mpy, pages, paths
+from . import mpy, offline, pages, paths
 
 # Connections the dev page may make besides its own origin: Directus on the loopback, any port
 # (the local stack and the test instances).
@@ -147,7 +148,10 @@ http(s) (opened from disk it says so and stops).
   `static/runtime/**` (versioned copies). Let browsers keep them for a year; revalidate the
   rest (`index.html`, `pyodide.html`, `config.json`, `static/app.css`, the `.py` files).
 - `.mpy` and `.whl` are binary (`application/octet-stream`), `.wasm` is `application/wasm`,
-  `.mjs` is `text/javascript`.
+  `.mjs` is `text/javascript`, `.webmanifest` is `application/manifest+json`.
+- `sw.js` is the service worker that opens the page with no network; it must stay at the
+  folder's top (its scope) and be revalidated (`no-cache`, as above), so that a new deploy
+  reaches visitors at their next visit.
 
 `nginx.conf` here is a complete server block doing all of this. With Caddy:
 
@@ -179,7 +183,9 @@ server {
         text/css css;
         text/javascript js mjs;
         application/json json map;
+        application/manifest+json webmanifest;
         application/wasm wasm;
+        image/png png;
         application/octet-stream mpy whl zip;
         text/plain py toml md;
     }
@@ -277,7 +283,10 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
         target.write_bytes(mpy.compiled_in(root, name))  # CompileError says where
     for name in pyodide_sources(root):
         _copy(root / name, out / name)
-    _copy(root / "static" / "app.css", out / "static" / "app.css")
+    for name in ("app.css", "offline.js", "manifest.webmanifest"):
+        _copy(root / "static" / name, out / "static" / name)
+    for icon in sorted((root / "static" / "icons").glob("*.png")):
+        _copy(icon, out / "static" / "icons" / icon.name)
     for name in _runtime_files(runtime):
         _copy(runtime / name, out / "static" / "runtime" / name)
 
@@ -293,6 +302,12 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
                 _copy(example, target)
 
     (out / "config.json").write_text(config_json(directus_url))
+    worker = offline.service_worker(
+        (out / "index.html").read_text(),
+        [str(name) for name in _runtime_files(runtime)],
+        lambda url: (out / url.removeprefix("./")).read_bytes(),
+    )
+    (out / "sw.js").write_text(worker)
     (out / "DEPLOY.md").write_text(DEPLOY_MD)
     (out / "nginx.conf").write_text(NGINX_CONF)
     return {

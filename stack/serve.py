@@ -16,6 +16,8 @@
   the .py compiled to MicroPython bytecode, which the MicroPython page imports without
   compiling (stack/mpy.py). index.html is sent with their URLs stamped ``?v=<version of the
   bytecode>`` (stack/pages.py), and a stamped URL that matches is ``immutable``.
+- ``/sw.js`` is the service worker (static/sw.js with this build's version and file list,
+  stack/offline.py), ``no-cache``: the page opens from it with no network.
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
   (with an ETag, so a reload revalidates cheaply).
 - Every answer carries ``Referrer-Policy: no-referrer`` (the page's address can hold a token
@@ -43,7 +45,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import build, mpy, pages, paths
+from . import build, mpy, offline, pages, paths
 
 # Top-level names served; everything else in the repository is not (deny by default).
 ALLOWED = mpy.SOURCES | {
@@ -70,6 +72,7 @@ TEXT_TYPES = {
     ".txt": "text/plain",
     ".md": "text/plain",
     ".svg": "image/svg+xml",
+    ".webmanifest": "application/manifest+json",
 }
 BINARY_TYPES = {
     ".wasm": "application/wasm",
@@ -143,6 +146,28 @@ def _inline_hashes(root: Path) -> list[str]:
     if hit is None or hit[0] != key:
         hit = _hashes[index] = (key, build.script_hashes(index.read_text()))
     return hit[1]
+
+
+_workers: dict[tuple, str] = {}
+
+
+def service_worker(root: Path) -> str:
+    """/sw.js for the files under ``root`` now (kept until one of them changes)."""
+    index = build.index_page(root)
+    runtime = root / "static" / "runtime"
+    names = [str(name) for name in build._runtime_files(runtime)]
+    urls = offline.precache_urls(index, names)
+    files = [root / url.removeprefix("./") for url in urls if url not in ("./", "./config.json")]
+    key = (
+        index,
+        *((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if "?" not in f.name),
+    )
+    if key not in _workers:
+        _workers.clear()
+        _workers[key] = offline.service_worker(
+            index, names, lambda url: (root / url.removeprefix("./")).read_bytes()
+        )
+    return _workers[key]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -247,6 +272,9 @@ class Handler(BaseHTTPRequestHandler):
         if url_path in ("/", "/index.html"):
             self._index(head)
             return
+        if url_path == "/sw.js":
+            self._service_worker(head)
+            return
         file = resolve(self.root, url_path)
         if file is None:
             self._not_found(head)
@@ -286,6 +314,16 @@ class Handler(BaseHTTPRequestHandler):
         tag = '"index-' + hashlib.sha256(data).hexdigest()[:16] + '"'
         if not self._not_modified(tag, "no-cache"):
             self._send_bytes(200, data, "text/html; charset=utf-8", head, etag=tag)
+
+    def _service_worker(self, head: bool) -> None:
+        try:
+            data = service_worker(self.root).encode()
+        except (OSError, ValueError):
+            self._not_found(head)
+            return
+        tag = '"sw-' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        if not self._not_modified(tag, "no-cache"):
+            self._send_bytes(200, data, "text/javascript; charset=utf-8", head, etag=tag)
 
     def _bytecode(self, name: str, wanted: str, head: bool) -> None:
         """The .mpy of the source ``name``; kept for good by the browser when asked for by its

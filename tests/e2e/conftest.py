@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from tests.browser import (
     BOOT_TIMEOUT_MS,
@@ -93,13 +93,19 @@ class PageProbe(PageRecord):
 # Package scope: Playwright's sync API keeps an event loop running on this thread while it
 # is alive, which would break asyncio.run() in later suites (and a second sync_playwright()).
 @pytest.fixture(scope="package")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
+    """Playwright for the whole package: every engine of tests/engines.py launches from it."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**LAUNCH_OPTIONS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(**LAUNCH_OPTIONS)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture

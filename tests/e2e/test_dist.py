@@ -27,6 +27,7 @@ import pytest
 
 from stack import build, directus, procs
 from tests.browser import BOOT_TIMEOUT_MS, STEP_TIMEOUT_MS, report_on_failure
+from tests.engines import Engine, missing
 from tests.pools import reserve_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
@@ -57,7 +58,11 @@ class Served:
         self.port = port
         self.origin = f"http://127.0.0.1:{port}"
         self.log = log
-        self.proc = procs.spawn(argv, env=dict(os.environ), cwd=cwd, log_file=log)
+        self.argv, self.cwd = argv, cwd
+        self.start()
+
+    def start(self) -> None:
+        self.proc = procs.spawn(self.argv, env=dict(os.environ), cwd=self.cwd, log_file=self.log)
         ok = procs.wait_until(
             lambda: procs.http_status(self.origin + "/") is not None,
             timeout=20,
@@ -65,7 +70,7 @@ class Served:
         )
         if not ok:
             self.stop()
-            raise RuntimeError(f"{name} did not start; log {log}:\n" + procs.log_tail(log))
+            raise RuntimeError(f"{self.name} did not start; log:\n" + procs.log_tail(self.log))
 
     def stop(self) -> None:
         procs.stop_pid(self.proc.pid)
@@ -123,7 +128,7 @@ def dist_site(stack, tmp_path_factory) -> Iterator[dict]:
         yield site
     finally:
         for served in servers.values():
-            served.stop()
+            served.stop()  # (by pid: the one running now, when a test restarted it)
         directus.stop(site["directus"])  # (a test may have restarted it: the one running now)
 
 
@@ -305,3 +310,172 @@ def test_the_disk_notice_is_the_one_the_policy_allows(dist_site):
     (hashed,) = build.script_hashes(index)
     meta = index.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
     assert hashed in meta
+
+
+# ----- offline, and a new deploy -----
+
+CACHE_NAMES_JS = "async () => (await caches.keys()).filter(n => n.startsWith('directus-realtime-'))"
+CACHED_TEXT_JS = """async () => {
+  const out = [];
+  for (const name of await caches.keys()) {
+    const cache = await caches.open(name);
+    for (const request of await cache.keys()) {
+      out.push([request.url, await (await cache.match(request)).text()]);
+    }
+  }
+  return out;
+}"""
+
+
+def nginx_site(dist_site: dict) -> dict:
+    return {**dist_site, "origin": dist_site["servers"]["nginx"].origin, "name": "nginx"}
+
+
+def wait_worker(probe) -> None:
+    probe.page.wait_for_function("!!navigator.serviceWorker.controller", timeout=STEP_TIMEOUT_MS)
+
+
+def offline_reload(probe) -> None:
+    probe.context.set_offline(True)
+    probe.page.reload(wait_until="domcontentloaded")
+    probe.page.wait_for_function(
+        "document.getElementById('status').dataset.state === 'offline'"
+        " && typeof window.create_item === 'function'",
+        timeout=BOOT_TIMEOUT_MS,
+    )
+
+
+def test_the_built_page_opens_offline_and_sends_a_write_made_there(open_page, dist_site, stack):
+    site = nginx_site(dist_site)
+    probe = open_dist(open_page, site, stack, name="offline")
+    probe.wait_ready()
+    wait_worker(probe)
+    for url, body in probe.page.evaluate(CACHED_TEXT_JS):
+        assert stack["token"] not in url + body, f"the token is in the cached {url}"
+
+    offline_reload(probe)
+    text = unique("written offline")
+    probe.page.evaluate("(t) => { window.create_item(t, 'offline'); }", text)
+    probe.page.wait_for_function(
+        "t => (localStorage.getItem('directus-realtime:outbox') || '').includes(t)", arg=text
+    )
+    probe.context.set_offline(False)
+    probe.wait_ready()
+    url = dist_site["directus"].url
+    assert procs.wait_until(lambda: len(rows_with(url, stack["token"], text)) >= 1, timeout=20)
+    probe.page.wait_for_function(
+        "localStorage.getItem('directus-realtime:outbox') === null", timeout=STEP_TIMEOUT_MS
+    )
+    assert len(rows_with(url, stack["token"], text)) == 1
+
+
+PAGE_FILES = ("index.html", "pyscript.toml", "main.py", "page", "directus_realtime", "examples")
+
+
+def page_tree_with_new_code(tmp: Path) -> Path:
+    """A copy of the page's sources whose main.py marks the page as build B (new Python code,
+    as a deploy brings), with the same runtime."""
+    root = tmp / "root-b"
+    root.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in PAGE_FILES:
+        source = build.paths.ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=ignore)
+        else:
+            shutil.copy(source, root / name)
+    static = build.paths.ROOT / "static"
+    shutil.copytree(static, root / "static", ignore=shutil.ignore_patterns("runtime"))
+    (root / "static" / "runtime").symlink_to(static / "runtime")
+    main = (root / "main.py").read_text()
+    start = "async def start() -> None:\n"
+    assert start in main
+    (root / "main.py").write_text(
+        main.replace(start, start + '    document.documentElement.dataset.build = "B"\n', 1)
+    )
+    return root
+
+
+def test_a_new_deploy_reaches_the_next_visit_and_replaces_the_cache(
+    open_page, dist_site, stack, tmp_path
+):
+    """Build A is cached by a visit; build B is deployed; the next visit runs B (online, then
+    offline from the cache, which now holds B's files and nothing of A's)."""
+    site = nginx_site(dist_site)
+    dist, url = dist_site["dist"], dist_site["directus"].url
+    probe = open_dist(open_page, site, stack, name="update")
+    probe.wait_ready()
+    wait_worker(probe)
+    (cache_a,) = probe.page.evaluate(CACHE_NAMES_JS)
+    assert probe.page.evaluate("document.documentElement.dataset.build") is None
+    try:
+        build.build(dist, directus_url=url, root=page_tree_with_new_code(tmp_path))
+        probe.goto(site["origin"] + "/", url=url, token=stack["token"])  # the next visit
+        probe.wait_ready()
+        assert probe.page.evaluate("document.documentElement.dataset.build") == "B"
+        # (the browser looks for a new worker at each navigation; it installs and takes over)
+        names = []
+
+        def only_a_new_cache() -> bool:
+            names[:] = probe.page.evaluate(CACHE_NAMES_JS)
+            return len(names) == 1 and names[0] != cache_a
+
+        probe.wait_until(only_a_new_cache, what="the new build's cache alone")
+        offline_reload(probe)
+        assert probe.page.evaluate("document.documentElement.dataset.build") == "B"
+    finally:
+        probe.context.set_offline(False)
+        build.build(dist, directus_url=url)  # build A again, for the other tests
+
+
+def test_in_firefox_the_built_page_opens_with_its_server_gone(
+    playwright, dist_site, stack, tmp_path
+):
+    """Firefox (tests/engines.py): nginx stopped and the browser offline, a reload comes from
+    the service worker's cache; the write made there is stored once when both are back.
+    (Firefox's offline emulation does not reach a worker's requests: nginx is really gone.)"""
+    absent = missing("firefox")
+    if absent:
+        pytest.fail(f"firefox is not installed ({absent}): `make browsers` installs it")
+    nginx, url = dist_site["servers"]["nginx"], dist_site["directus"].url
+    engine = Engine("firefox", playwright, tmp_path)
+    page = engine.session()
+    try:
+        query = urllib.parse.urlencode({"url": url, "token": stack["token"]})
+        page.goto(nginx.origin + "/?" + query)
+        page.wait_for(
+            "return document.body.dataset.subscribed === 'true'"
+            " && !!navigator.serviceWorker.controller;",
+            timeout=BOOT_TIMEOUT_MS / 1000,
+            what="subscribed, with the service worker in control",
+        )
+        page.set_offline(True)
+        nginx.stop()
+        try:
+            page.reload()
+            page.wait_for(
+                "return document.getElementById('status').dataset.state === 'offline'"
+                " && typeof window.create_item === 'function';",
+                timeout=BOOT_TIMEOUT_MS / 1000,
+                what="status offline and create_item, from the cache",
+            )
+            text = unique("written offline in Firefox")
+            page.run("window.create_item(args[0], 'offline'); return true;", text)
+            page.wait_for(
+                "return (localStorage.getItem('directus-realtime:outbox') || '')"
+                ".includes(args[0]);",
+                text,
+                what="the write in the outbox",
+            )
+        finally:
+            nginx.start()
+        page.set_offline(False)
+        assert procs.wait_until(lambda: len(rows_with(url, stack["token"], text)) >= 1, timeout=20)
+        page.wait_for(
+            "return localStorage.getItem('directus-realtime:outbox') === null;",
+            what="the outbox to empty",
+        )
+        assert len(rows_with(url, stack["token"], text)) == 1
+    finally:
+        page.close()
+        engine.close()

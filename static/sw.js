@@ -1,0 +1,145 @@
+// The page's service worker: the page opens with no network, from the files of its own build.
+//
+// The page server (stack/serve.py) and `make dist` (stack/build.py) send this file as /sw.js
+// with the lines between the build markers replaced: the build's VERSION (a hash of its files)
+// and the URLs of the MicroPython page's files (stack/offline.py). A new deploy changes
+// VERSION, so the browser installs the new worker, which fills a cache of its own and deletes
+// the old one.
+//
+// - Stamped files (*.mpy?v=<hash>, static/runtime/**) are cache-first: a URL names one content.
+// - index.html (any navigation), config.json and the other files are network-first, with the
+//   build's copy as the fallback. A navigation is never stored: its address may hold a token.
+// - config.json is stored without its "token" (the page server's holds the local stack's).
+// - A page whose index.html from the network differs from this build's (a deploy this worker
+//   does not know yet) gets everything from the network first, so it never runs on the runtime
+//   files of an older build.
+// - Requests to other origins (Directus) are not touched.
+
+/* build:start */
+const VERSION = "unbuilt";
+const PRECACHE = [];
+/* build:end */
+
+const PREFIX = "directus-realtime-";
+const CACHE = PREFIX + VERSION;
+const INDEX = new URL("./", self.location).href;
+const CONFIG = new URL("./config.json", self.location).href;
+const RUNTIME = new URL("./static/runtime/", self.location).href;
+const newerPages = new Set(); // ids of the pages that run a build newer than this one
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(precache().then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches
+      .keys()
+      .then((names) =>
+        Promise.all(
+          names.filter((n) => n.startsWith(PREFIX) && n !== CACHE).map((n) => caches.delete(n)),
+        ),
+      )
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const request = event.request;
+  if (request.method !== "GET") return;
+  const url = new URL(request.url);
+  if (url.origin !== self.location.origin) return;
+  if (request.mode === "navigate") {
+    event.respondWith(page(event));
+  } else if (url.href === CONFIG) {
+    event.respondWith(config(request));
+  } else if (!newerPages.has(event.clientId) && stamped(url)) {
+    event.respondWith(cacheFirst(request));
+  } else {
+    event.respondWith(networkFirst(request));
+  }
+});
+
+function stamped(url) {
+  return url.href.startsWith(RUNTIME) || (url.pathname.endsWith(".mpy") && url.search);
+}
+
+async function precache() {
+  const cache = await caches.open(CACHE);
+  await Promise.all(
+    PRECACHE.map(async (path) => {
+      const url = new URL(path, self.location);
+      // (revalidated: an immutable runtime file in the HTTP cache may be an older build's)
+      const response = await fetch(url, { cache: stamped(url) ? "default" : "no-cache" });
+      if (url.href === CONFIG) {
+        if (response.ok) await cache.put(CONFIG, await withoutToken(response));
+        return; // (optional: the page can be told where Directus is in other ways)
+      }
+      if (!response.ok) throw new Error(url.href + ": HTTP " + response.status);
+      await cache.put(url, response);
+    }),
+  );
+}
+
+async function page(event) {
+  const cache = await caches.open(CACHE);
+  try {
+    const response = await fetch(event.request);
+    if (response.ok) {
+      const ours = await cache.match(INDEX);
+      if (ours && (await ours.text()) !== (await response.clone().text())) {
+        newerPages.add(event.resultingClientId);
+      }
+    }
+    return response;
+  } catch (error) {
+    // Offline: this build's page (the same page for every address: its query may differ).
+    const url = new URL(event.request.url);
+    const key = url.pathname.endsWith("/index.html") ? INDEX : url.origin + url.pathname;
+    const cached = (await cache.match(key)) || (await cache.match(INDEX));
+    if (cached) return cached;
+    throw error;
+  }
+}
+
+async function config(request) {
+  try {
+    const response = await fetch(request);
+    if (response.ok) {
+      const cache = await caches.open(CACHE);
+      await cache.put(CONFIG, await withoutToken(response.clone()));
+    }
+    return response;
+  } catch (error) {
+    const cached = await caches.match(CONFIG, { cacheName: CACHE });
+    if (cached) return cached;
+    throw error;
+  }
+}
+
+async function withoutToken(response) {
+  const settings = await response.json();
+  delete settings.token;
+  return new Response(JSON.stringify(settings), {
+    headers: { "Content-Type": "application/json" },
+  });
+}
+
+async function cacheFirst(request) {
+  const cache = await caches.open(CACHE);
+  const cached = await cache.match(request);
+  if (cached) return cached;
+  const response = await fetch(request);
+  if (response.ok) await cache.put(request, response.clone());
+  return response;
+}
+
+async function networkFirst(request) {
+  try {
+    return await fetch(request);
+  } catch (error) {
+    const cached = await caches.match(request, { cacheName: CACHE });
+    if (cached) return cached;
+    throw error;
+  }
+}

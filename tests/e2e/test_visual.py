@@ -1,0 +1,183 @@
+"""What the user sees: the page with a long list, in Chromium, Firefox and WebKit, at a desktop
+and a phone width, in light and dark, compared with the references in tests/visual/.
+
+The page talks to a Directus of this module's (a copy of the stack's database with its messages
+emptied, then the same 150 messages created), so every run shows the same rows, two chunks of
+them (page/rows.py), scrolled to the 40th row: the first chunk, whose paint containment once
+made it paint over the sticky header and compose form, is under both. The rows' times are
+hidden (they are the time of the run). A screenshot matches its reference when at most
+``MAX_CHANGED`` of its pixels differ by more than ``PIXEL_TOLERANCE`` in a channel (font
+antialiasing may move). Besides the pixels, the sticky header and compose form must be what a
+click at their centre hits, with the list scrolled under them (the rows were painted over the
+header once: its z-index was auto and each chunk of rows a stacking context).
+
+``UPDATE_VISUAL=1`` writes the references instead of comparing (look at them before committing:
+an image viewer shows them). A failed comparison leaves the screenshot and a diff image beside
+the test's temporary folder, named in the message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+from stack import directus, procs
+from tests.engines import Engine, missing
+from tests.pools import reserve_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+
+REFERENCES = Path(__file__).resolve().parent.parent / "visual"
+PORTS = range(8260, 8280)
+PIXEL_TOLERANCE = 24  # per channel, of 255
+MAX_CHANGED = 0.003  # of the pixels
+SIZES = {"desktop": (1000, 700), "phone": (390, 700)}
+USERS = ["Ben", "Rijk", "Kevin", "Ana", "Lea"]
+WORDS = (
+    "the realtime guide works in Python too, and each message arrives in a few milliseconds "
+    "over one WebSocket while the list keeps its order"
+).split()
+HIDE_TIMES = "const s = document.createElement('style');" + (
+    "s.textContent = '.message time { visibility: hidden !important; }"
+    " * { caret-color: transparent !important; }';"
+    "document.head.append(s); return true;"
+)
+
+
+COUNT = 150
+
+
+def messages(count: int = COUNT) -> list[dict]:
+    """The same ``count`` messages every run: names and sentences of several lengths."""
+    out = []
+    for n in range(count):
+        length = 3 + (n * 7) % 17
+        text = " ".join(WORDS[(n + k) % len(WORDS)] for k in range(length))
+        out.append({"user": USERS[n % len(USERS)], "text": f"{n + 1}. {text.capitalize()}"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def visual_directus(stack, tmp_path_factory) -> Iterator[str]:
+    """A Directus with exactly ``messages()``; its URL."""
+    tmp = tmp_path_factory.mktemp("visual")
+    db = directus.copy_of_main_db(tmp)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM messages")
+    cors = directus.app_origins(stack["app_port"])
+    server = directus.start_directus(
+        reserve_port(PORTS), db, {"CORS_ORIGIN": cors}, log_file=tmp / "directus.log"
+    )
+    try:
+        for item in messages():  # (one by one: their date_created keeps their order)
+            request = urllib.request.Request(
+                server.url + "/items/messages",
+                data=json.dumps(item).encode(),
+                method="POST",
+                headers={
+                    "Authorization": "Bearer " + stack["token"],
+                    "Content-Type": "application/json",
+                },
+            )
+            urllib.request.urlopen(request, timeout=10).close()
+        yield server.url
+    finally:
+        directus.stop(server)
+
+
+@pytest.fixture(scope="module", params=["chromium", "firefox", "webkit"])
+def engine(request, playwright, browser, tmp_path_factory) -> Iterator[Engine]:
+    absent = missing(request.param)
+    if absent:
+        pytest.fail(f"{request.param} is not installed ({absent}): `make browsers` installs it")
+    running = browser if request.param == "chromium" else None
+    engine = Engine(
+        request.param, playwright, tmp_path_factory.mktemp(request.param), browser=running
+    )
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def compare(actual: bytes, name: str, out: Path) -> None:
+    reference = REFERENCES / name
+    if os.environ.get("UPDATE_VISUAL"):
+        REFERENCES.mkdir(exist_ok=True)
+        # (a palette of 256 colours: a third of the bytes, within the tolerance)
+        image = Image.open(io.BytesIO(actual)).convert("RGB")
+        image.quantize(256, dither=Image.Dither.NONE).save(reference, optimize=True)
+        return
+    assert reference.is_file(), f"no reference {reference}: run with UPDATE_VISUAL=1"
+    got = Image.open(io.BytesIO(actual)).convert("RGB")
+    want = Image.open(reference).convert("RGB")
+    kept = out / name
+    got.save(kept)
+    assert got.size == want.size, f"{name}: {got.size} instead of {want.size}; see {kept}"
+    diff = ImageChops.difference(got, want)
+    changed = sum(
+        1 for pixel in diff.getdata() if max(pixel) > PIXEL_TOLERANCE
+    )  # (700k pixels: about 0.2 s)
+    share = changed / (got.size[0] * got.size[1])
+    if share > MAX_CHANGED:
+        diff.point(lambda v: 255 if v > PIXEL_TOLERANCE else 0).save(out / ("diff-" + name))
+        raise AssertionError(
+            f"{name}: {share:.2%} of the pixels differ (at most {MAX_CHANGED:.2%}); "
+            f"see {kept} and {out / ('diff-' + name)}"
+        )
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_page_with_a_long_list_looks_as_it_should(
+    engine, visual_directus, stack, size, scheme, tmp_path
+):
+    page = engine.session(dark=scheme == "dark")
+    try:
+        width, height = page.set_viewport(*SIZES[size])
+        query = urllib.parse.urlencode(
+            {"url": visual_directus, "token": stack["token"], "history": COUNT}
+        )
+        page.goto(stack["app_url"] + "?" + query)
+        page.wait_for(
+            "return document.body.dataset.history === 'true'"
+            " && document.querySelectorAll('#messages li.message').length === args[0]"
+            " && document.getElementById('status').dataset.state === 'connected';",
+            COUNT,
+            timeout=60,
+            what="all the messages, connected",
+        )
+        assert page.run("return matchMedia('(prefers-color-scheme: dark)').matches;") == (
+            scheme == "dark"
+        )
+        page.run(HIDE_TIMES)
+        chunks = page.run(
+            "document.querySelectorAll('#messages li.message')[39].scrollIntoView();"
+            "return document.querySelectorAll('#messages .chunk').length;"
+        )
+        assert chunks == 2, f"{chunks} chunks of rows"
+        procs.wait_until(lambda: False, timeout=0.3)  # (a frame or two for the last paint)
+
+        # The sticky bars are above the rows scrolled under them.
+        hits = page.run(
+            """const at = (el) => { const r = el.getBoundingClientRect();
+                 return document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); };
+               return [!!at(document.querySelector('.bar')).closest('.bar'),
+                       !!at(document.querySelector('#compose')).closest('#compose'),
+                       scrollY > 0];"""
+        )
+        assert hits == [True, True, True], f"header hit, compose hit, scrolled: {hits}"
+
+        compare(page.screenshot(), f"{engine.name}-{size}-{scheme}.png", tmp_path)
+        assert [width, height] == page.run("return [innerWidth, innerHeight];")
+    finally:
+        page.close()
