@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from . import assets, build, core, serve, supervisor
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             help="PostgreSQL, Redis, two Directus and HAProxy instead of one Directus on SQLite",
         )
     sub.add_parser("down", help="stop the supervisor, then every part (by var/*.pid)")
-    sub.add_parser("status", help="each part's state, pid, uptime, restarts, health")
+    p_status = sub.add_parser("status", help="each part's state, pid, uptime, restarts, health")
+    p_status.add_argument("--json", action="store_true", help="as JSON (same exit status)")
     sub.add_parser("provision", help="(re)provision the running Directus; idempotent")
     p_sup = sub.add_parser("supervise", help="the supervisor (started by `up`)")
     p_sup.add_argument("--mode", choices=core.MODES, required=True)
@@ -91,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                 print("the stack is not running")
             return 0
         if args.cmd == "status":
+            if args.json:
+                st = core.status()
+                print(json.dumps(st, indent=2))
+                return 0 if st["up"] else 3
             return print_status()
         if args.cmd == "supervise":
             stack = core.LocalStack(args.mode, args.directus_port, args.app_port)

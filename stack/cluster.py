@@ -220,6 +220,15 @@ class Postgres(Part):
             say(f"initialising PostgreSQL's data in {self.data}…")
             self.init()
         self._make_dir()
+        # A postmaster killed when its parent had gone can stay a zombie for a while; PostgreSQL
+        # takes a zombie's pid in its lock files for a live postmaster and refuses to start.
+        for lock in (self.data / "postmaster.pid", self.dir / f".s.PGSQL.{self.port}.lock"):
+            try:
+                other = int(lock.read_text().split("\n", 1)[0])
+            except (OSError, ValueError):
+                continue
+            if not procs.is_alive(other):
+                lock.unlink(missing_ok=True)
 
     def cwd(self) -> Path:
         return self.dir

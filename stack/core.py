@@ -39,10 +39,15 @@ class PageServer(Part):
     marker = ("-m", "stack", "serve")
     ready_timeout = 60.0
 
-    def __init__(self, port: int, *, verbose: bool = False) -> None:
-        super().__init__(
-            "app", "page server", port=port, pid_file=paths.APP_PID, log_file=paths.APP_LOG
-        )
+    def __init__(
+        self,
+        port: int,
+        *,
+        verbose: bool = False,
+        pid_file: Path = paths.APP_PID,
+        log_file: Path = paths.APP_LOG,
+    ) -> None:
+        super().__init__("app", "page server", port=port, pid_file=pid_file, log_file=log_file)
         self.verbose = verbose
 
     @property
@@ -321,6 +326,7 @@ def down(*, quiet: bool = True) -> bool:
             procs.stop_pid(sup_pid, timeout=90.0)
             stopped = True
         supervisor.PID.unlink(missing_ok=True)
+        supervisor.STATE.unlink(missing_ok=True)
         d_port, a_port = _recorded_ports()
         seen: set[Path] = set()
         for mode in MODES:

@@ -112,6 +112,12 @@ class Supervisor:
         self.stack = stack
         self.foreground = foreground
         self.watches = {part.name: Watch() for part in stack.parts}
+        # Restarts count from the stack's start (`make down` clears them), not this process's.
+        earlier = read_state() or {}
+        if earlier.get("mode") == stack.mode:
+            for name, seen in (earlier.get("parts") or {}).items():
+                if name in self.watches:
+                    self.watches[name].restarts = int(seen.get("restarts") or 0)
         self.served_request: str | None = None
         self.last_pass: dict[str, Any] = {}
         self.requested = True  # the first pass
@@ -211,6 +217,9 @@ class Supervisor:
             self._crashed(part, watch, f"{pid_text}exited, {procs.describe_exit(status)}")
         if watch.next_try is not None and time.monotonic() >= watch.next_try:
             watch.next_try = None
+            watch.restarts += 1  # counted when it begins: a restart cut short is one too
+            watch.last_restart = time.strftime("%Y-%m-%dT%H:%M:%S")
+            self.write_state()
             t0 = time.monotonic()
             try:
                 new_pid = part.start(self.say)
@@ -220,8 +229,6 @@ class Supervisor:
                 self._crashed(part, watch, f"restart failed: {first}")
                 return
             watch.pid = new_pid
-            watch.restarts += 1
-            watch.last_restart = time.strftime("%Y-%m-%dT%H:%M:%S")
             self.say(
                 f"restarted {part.label}: pid {new_pid}, restart {watch.restarts}, "
                 f"{time.monotonic() - t0:.1f} s"

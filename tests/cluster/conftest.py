@@ -1,10 +1,11 @@
-"""Fixtures of the cluster tests (tests/cluster/test_cluster.py).
+"""Fixtures of the cluster tests (tests/cluster/test_cluster.py, test_operations.py).
 
 - ``cluster`` (session): a ``stack.cluster.Cluster`` of this session's own (PostgreSQL, Redis,
   two Directus instances, HAProxy) on free ports of 8300-8349, data under
-  var/test-cluster-<port>/, CORS for the local stack's page server (whose pages the tests
-  open with ``?url=<instance or HAProxy>&token=…``). Every process it started is stopped at
-  the end, by pid, and its folder removed. The local stack (8055/8000) keeps running beside it.
+  var/test-cluster-<port>/ (PostgreSQL's where its user can reach it), CORS for the local
+  stack's page server (whose pages the tests open with ``?url=<instance or HAProxy>&token=…``).
+  Every process it started is stopped at the end, by pid, and its folders removed. The local
+  stack (8055/8000) keeps running beside it.
   Skipped when PostgreSQL, Redis or HAProxy is not installed (``make test`` installs them).
 - ``healthy`` (function): the cluster, with whatever an earlier test broke started again.
 - The browser, the background loop, the pages, the steady writer and the counting helpers are
@@ -13,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import shutil
 import sys
@@ -77,8 +77,7 @@ def cluster(stack: dict[str, Any]) -> Iterator[cluster_stack.Cluster]:
         yield c
     finally:
         c.stop()
-        with contextlib.suppress(OSError):
-            shutil.rmtree(root)
+        c.remove()
 
 
 @pytest.fixture
