@@ -127,6 +127,10 @@ def private_checkout() -> Iterator[Path]:
         (root / "directus.env").write_text(DIRECTUS_ENV)
         yield root
     finally:
+        # As root, PostgreSQL's folder is outside the copy; var/cluster/postgres points to it.
+        link = top / "checkout" / "var" / "cluster" / "postgres"
+        if link.is_symlink():
+            shutil.rmtree(os.readlink(link), ignore_errors=True)
         shutil.rmtree(top, ignore_errors=True)
 
 
