@@ -114,10 +114,13 @@ class Supervisor:
         self.watches = {part.name: Watch() for part in stack.parts}
         # Restarts count from the stack's start (`make down` clears them), not this process's.
         earlier = read_state() or {}
+        # Parts this stack has run before: starting one of them again is a restart.
+        self.known: set[str] = set()
         if earlier.get("mode") == stack.mode:
             for name, seen in (earlier.get("parts") or {}).items():
                 if name in self.watches:
                     self.watches[name].restarts = int(seen.get("restarts") or 0)
+                    self.known.add(name)
         self.served_request: str | None = None
         self.last_pass: dict[str, Any] = {}
         self.requested = True  # the first pass
@@ -170,6 +173,10 @@ class Supervisor:
             watch = self.watches[part.name]
             watch.pid = part.pid()
             watch.given_up, watch.crashes, watch.next_try = None, [], None
+            if part in started and part.name in self.known:
+                watch.restarts += 1
+                watch.last_restart = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.known.update(part.name for part in self.stack.parts)
         if started:
             self.say("started: " + ", ".join(p.label for p in started))
         elif error is None:

@@ -368,7 +368,9 @@ def operate(co: Checkout, mode: str, loop: Any, open_page: Any, kit: Any) -> Non
 
     status = co.stack("status", "--json")
     restarts = {r["label"]: r["restarts"] for r in json.loads(status.stdout)["parts"]}
-    figures(f"{mode}: restarts since the last `up`: {restarts}")
+    figures(f"{mode}: restarts: {restarts}")
+    # Each part: once by the supervisor, once by `up`.
+    assert all(n >= 2 for n in restarts.values()), restarts
     log = (co.var / "supervisor.log").read_text()
     assert "killed by SIGKILL" in log
 

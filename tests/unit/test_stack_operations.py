@@ -272,8 +272,10 @@ def test_restarts_back_off_then_the_supervisor_gives_up(watched):
     assert supervisor.read_state()["parts"]["directus"]["given_up"] == given_up
     # `make up` asks for a pass: it starts the part and forgets the crashes.
     watched.sup.first_pass = False
+    watched.sup.known.add("directus")  # it ran before: starting it again is a restart
     watched.sup.serve_request()
     assert watched.part.running and watched.sup.watches["directus"].given_up is None
+    assert watched.sup.watches["directus"].restarts == supervisor.BURST + 1
 
 
 def test_a_failed_restart_counts_as_a_crash_and_is_tried_again(watched):
