@@ -483,7 +483,7 @@ class Cluster:
         self.redis = Redis(self.root / "redis", ports.redis)
         self.instances = [
             directus.DirectusPart(
-                f"directus-{name}",
+                name,
                 f"Directus {name.upper()}",
                 port=port,
                 pid_file=self.root / f"directus-{name}.pid",
@@ -540,23 +540,7 @@ class Cluster:
             if marker.exists():
                 return
             say("bootstrapping Directus on PostgreSQL (first time only)…")
-            with open(log_file, "ab") as log:
-                log.write(b"\n--- directus bootstrap (PostgreSQL) ---\n")
-                log.flush()
-                result = subprocess.run(
-                    [str(paths.NODE), str(paths.DIRECTUS_CLI), "bootstrap"],
-                    env=env,
-                    cwd=str(paths.DIRECTUS_DIR),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=300,
-                )
-            if result.returncode != 0:
-                raise ClusterError(
-                    f"directus bootstrap on PostgreSQL failed (exit {result.returncode}); "
-                    f"log {log_file}:\n" + procs.log_tail(log_file)
-                )
+            directus.run_bootstrap(env, log_file, "on PostgreSQL")
             marker.write_text("ok\n")
 
     def start(self) -> None:

@@ -140,9 +140,21 @@ def bootstrap(
     for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
-    env = directus_env(0, tmp, extra_env)
+    run_bootstrap(directus_env(0, tmp, extra_env), log_file, str(db_file), timeout=timeout)
+    if not tmp.exists():
+        raise DirectusProcessError(
+            f"directus bootstrap made no database at {tmp}; log {log_file}:\n"
+            + procs.log_tail(log_file)
+        )
+    os.replace(tmp, db_file)
+
+
+def run_bootstrap(env: dict[str, str], log_file: Path, what: str, *, timeout: float = 300) -> None:
+    """``directus bootstrap`` (tables, admin user) with env, its output appended to log_file;
+    DirectusProcessError with the log's tail when it fails."""
+    _check_installed()
     with open(log_file, "ab") as log:
-        log.write(f"\n--- directus bootstrap {db_file} ---\n".encode())
+        log.write(f"\n--- directus bootstrap {what} ---\n".encode())
         log.flush()
         try:
             result = subprocess.run(
@@ -159,12 +171,11 @@ def bootstrap(
                 f"directus bootstrap took more than {timeout:.0f} s; log {log_file}:\n"
                 + procs.log_tail(log_file)
             ) from err
-    if result.returncode != 0 or not tmp.exists():
+    if result.returncode != 0:
         raise DirectusProcessError(
             f"directus bootstrap failed (exit {result.returncode}); log {log_file}:\n"
             + procs.log_tail(log_file)
         )
-    os.replace(tmp, db_file)
 
 
 def ready(url: str, timeout: float = 2.0) -> bool:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -62,18 +61,17 @@ def cluster(stack: dict[str, Any]) -> Iterator[cluster_stack.Cluster]:
         reserve_port(PORTS),
         reserve_port(PORTS),
     )
-    root = paths.VAR / f"test-cluster-{haproxy}"
-    shutil.rmtree(root, ignore_errors=True)
     c = cluster_stack.Cluster(
-        root,
+        paths.VAR / f"test-cluster-{haproxy}",
         ports,
         app_port=int(stack["app_port"]),
         say=lambda m: print(f"[cluster] {m}", flush=True),
     )
-    t0 = time.monotonic()
-    c.start()
-    print(f"\n[cluster] up in {time.monotonic() - t0:.1f} s: {c.info()}", flush=True)
+    c.remove()  # what an earlier session may have left
     try:
+        t0 = time.monotonic()
+        c.start()
+        print(f"\n[cluster] up in {time.monotonic() - t0:.1f} s: {c.info()}", flush=True)
         yield c
     finally:
         c.stop()
