@@ -318,21 +318,29 @@ class Postgres(Part):
 # ----- Redis --------------------------------------------------------------------------------
 
 
-class Redis(Part):
+class _InFolder(Part):
+    """A part with a folder of its own (``dir``: its log, data, configuration); its pid file
+    is beside the folder."""
+
+    def __init__(self, name: str, label: str, dir: Path, port: int) -> None:
+        self.dir = Path(dir).resolve()
+        super().__init__(
+            name,
+            label,
+            port=port,
+            pid_file=self.dir.parent / f"{name}.pid",
+            log_file=self.dir / f"{name}.log",
+        )
+
+
+class Redis(_InFolder):
     """A redis-server in the foreground (our child): no persistence, loopback only."""
 
     marker = ("redis-server",)
     ready_timeout = 20.0
 
     def __init__(self, dir: Path, port: int) -> None:
-        self.dir = Path(dir).resolve()
-        super().__init__(
-            "redis",
-            "Redis",
-            port=port,
-            pid_file=self.dir.parent / "redis.pid",
-            log_file=self.dir / "redis.log",
-        )
+        super().__init__("redis", "Redis", dir, port)
 
     @property
     def url(self) -> str:
@@ -410,21 +418,16 @@ backend instances
 """
 
 
-class HAProxy(Part):
+class HAProxy(_InFolder):
+    """HAProxy in the foreground (-db), in front of the instances."""
+
     marker = ("haproxy",)
     ready_timeout = 30.0
 
     def __init__(self, dir: Path, port: int, backends: list[tuple[str, int]]) -> None:
-        self.dir = Path(dir).resolve()
+        super().__init__("haproxy", "HAProxy", dir, port)
         self.backends = backends
         self.config = self.dir / "haproxy.cfg"
-        super().__init__(
-            "haproxy",
-            "HAProxy",
-            port=port,
-            pid_file=self.dir.parent / "haproxy.pid",
-            log_file=self.dir / "haproxy.log",
-        )
 
     def prepare(self, say: Say) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
