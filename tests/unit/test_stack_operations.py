@@ -299,3 +299,43 @@ def test_crashes_long_ago_do_not_count(watched):
             watched.sup.check(watched.part)
         watched.clock.now += supervisor.WINDOW  # each crash alone in its window
     assert watched.part.running and watched.sup.watches["directus"].given_up is None
+
+
+# ----- make status ------------------------------------------------------------------------------
+
+
+def _row(label: str, *, up: bool, **extra: object) -> dict:
+    row = {
+        "name": label.lower(),
+        "label": label,
+        "url": "http://127.0.0.1:1",
+        "pid": 123 if up else None,
+        "up": up,
+        "uptime": 75.0 if up else None,
+        "health": "/server/ping: pong" if up else "",
+        "restarts": 0,
+        "last_exit": None,
+        "given_up": None,
+    }
+    row.update(extra)
+    return row
+
+
+def test_status_exits_nonzero_and_says_why_when_a_part_is_down(monkeypatch, capsys):
+    from stack import cli
+
+    given_up = "Directus crashed 6 times within 120 s (last: ...); the supervisor gave up on it"
+    rows = [
+        _row("Directus", up=False, restarts=5, last_exit="killed by SIGKILL", given_up=given_up),
+        _row("page server", up=True),
+    ]
+    status = {"mode": "single", "supervisor": {"pid": 9, "uptime": 3700, "log": "var/x.log"}}
+    monkeypatch.setattr(cli.core, "status", lambda: {**status, "parts": rows, "up": False})
+    assert cli.print_status() == 3
+    out = capsys.readouterr().out
+    assert "supervisor pid 9 (up 1h01m)" in out
+    assert "Directus     down" in out and "page server  up" in out and "1m15s" in out
+    assert f"GIVEN UP: {given_up}" in out
+    rows[0] = _row("Directus", up=True, restarts=5)
+    monkeypatch.setattr(cli.core, "status", lambda: {**status, "parts": rows, "up": True})
+    assert cli.print_status() == 0
