@@ -39,9 +39,10 @@ fresh = sha256sum $(2) 2>/dev/null | cmp -s - $(1)
 
 help:
 	@echo "make setup      install everything (venv, Directus, PyScript with MicroPython and Pyodide); fast when done"
-	@echo "make run        run Directus + the page server in the foreground (Ctrl-C stops both)"
-	@echo "make up|down    start|stop them in the background (pids and logs in var/)"
-	@echo "make status     what runs"
+	@echo "make run        run Directus + the page server in the foreground, supervised (Ctrl-C stops all)"
+	@echo "make up|down    start what is down | stop everything, in the background (pids, logs in var/)"
+	@echo "make status     each part: up/down, pid, uptime, restarts, health (exit 3 when one is down)"
+	@echo "                CLUSTER=1: PostgreSQL, Redis, two Directus, HAProxy; directus.env: Directus's settings"
 	@echo "make test       run pytest (PYTEST_ARGS=...) against the local stack"
 	@echo "make dist       write dist/: the page for any static web server (DIRECTUS_URL=...)"
 	@echo "make wheel      build the client library's wheel into dist-wheel/"
@@ -100,7 +101,7 @@ down:
 	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "no $(VENV): nothing runs"; fi
 
 status:
-	@$(PY) -m stack status || true
+	@$(PY) -m stack status
 
 provision:
 	$(PY) -m stack provision
@@ -170,4 +171,6 @@ clean:
 	find . -path ./.venv -prune -o -path '*/node_modules' -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: down clean
+	@# As root, the cluster's PostgreSQL data lives outside (var/cluster/postgres points to it).
+	@if [ -L var/cluster/postgres ]; then rm -rf "$$(readlink var/cluster/postgres)"; fi
 	rm -rf $(VENV) stack/directus/node_modules stack/runtime/node_modules var

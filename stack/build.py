@@ -47,7 +47,6 @@ CSP_META = '<meta http-equiv="Content-Security-Policy" content="{}">'
 # PyScript's chunks that only a <py-editor> or a terminal imports (its plugins themselves are
 # imported at every start, used or not).
 UNUSED_PYSCRIPT = ("codemirror", "index-", "xterm")
-RUNTIME_DIRS = ("pyscript", "micropython", "pyodide", "wheels")
 PYODIDE_FILES = (
     "pyodide.mjs",
     "pyodide.asm.mjs",

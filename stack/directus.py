@@ -22,18 +22,21 @@ import sqlite3
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import credentials, paths, procs
+from .parts import Part
 
 # Environment variables passed on from the caller's environment; everything else Directus
 # sees is set here, so a stray DB_* or *_FILE variable of the shell cannot change it.
 _PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ")
 
 
-class DirectusError(RuntimeError):
-    pass
+class DirectusProcessError(RuntimeError):
+    """A Directus process of the stack could not be bootstrapped or started (the library's
+    ``directus_realtime.DirectusError`` is an error answer of a running Directus)."""
 
 
 @dataclass
@@ -114,9 +117,9 @@ def _ensure_dirs(db_file: Path) -> None:
 
 def _check_installed() -> None:
     if not paths.NODE.exists():
-        raise DirectusError(f"{paths.NODE} is missing: run `make setup` first")
+        raise DirectusProcessError(f"{paths.NODE} is missing: run `make setup` first")
     if not paths.DIRECTUS_CLI.exists():
-        raise DirectusError(f"{paths.DIRECTUS_CLI} is missing: run `make setup` first")
+        raise DirectusProcessError(f"{paths.DIRECTUS_CLI} is missing: run `make setup` first")
 
 
 def bootstrap(
@@ -137,9 +140,21 @@ def bootstrap(
     for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
-    env = directus_env(0, tmp, extra_env)
+    run_bootstrap(directus_env(0, tmp, extra_env), log_file, str(db_file), timeout=timeout)
+    if not tmp.exists():
+        raise DirectusProcessError(
+            f"directus bootstrap made no database at {tmp}; log {log_file}:\n"
+            + procs.log_tail(log_file)
+        )
+    os.replace(tmp, db_file)
+
+
+def run_bootstrap(env: dict[str, str], log_file: Path, what: str, *, timeout: float = 300) -> None:
+    """``directus bootstrap`` (tables, admin user) with env, its output appended to log_file;
+    DirectusProcessError with the log's tail when it fails."""
+    _check_installed()
     with open(log_file, "ab") as log:
-        log.write(f"\n--- directus bootstrap {db_file} ---\n".encode())
+        log.write(f"\n--- directus bootstrap {what} ---\n".encode())
         log.flush()
         try:
             result = subprocess.run(
@@ -152,16 +167,15 @@ def bootstrap(
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired as err:
-            raise DirectusError(
+            raise DirectusProcessError(
                 f"directus bootstrap took more than {timeout:.0f} s; log {log_file}:\n"
                 + procs.log_tail(log_file)
             ) from err
-    if result.returncode != 0 or not tmp.exists():
-        raise DirectusError(
+    if result.returncode != 0:
+        raise DirectusProcessError(
             f"directus bootstrap failed (exit {result.returncode}); log {log_file}:\n"
             + procs.log_tail(log_file)
         )
-    os.replace(tmp, db_file)
 
 
 def ready(url: str, timeout: float = 2.0) -> bool:
@@ -184,13 +198,13 @@ def start_directus(
     app_port: int | None = None,
 ) -> DirectusHandle:
     """Start Directus on 127.0.0.1:port with the SQLite database db_file (bootstrapped first
-    when it does not exist) and return once it answers (/server/ping). Raises DirectusError with
-    the log's tail when it does not come up within timeout seconds."""
+    when it does not exist) and return once it answers (/server/ping). Raises
+    DirectusProcessError with the log's tail when it does not come up within timeout seconds."""
     _check_installed()
     db_file = Path(db_file).resolve()
     log_file = Path(log_file) if log_file else db_file.with_suffix(".log")
     if procs.port_in_use(port):
-        raise DirectusError(f"port {port} on {paths.HOST} is already in use")
+        raise DirectusProcessError(f"port {port} on {paths.HOST} is already in use")
     if not db_file.exists():
         t0 = time.monotonic()
         bootstrap(db_file, extra_env=extra_env, log_file=log_file)
@@ -220,7 +234,7 @@ def start_directus(
         code = proc.poll()
         stop(handle)
         why = f"exited with {code}" if code is not None else f"not answering after {timeout:.0f} s"
-        raise DirectusError(
+        raise DirectusProcessError(
             f"Directus on port {port} {why}; log {log_file}:\n" + procs.log_tail(log_file)
         )
     return handle
@@ -272,5 +286,50 @@ def copy_db(src: Path, dest: Path) -> Path:
 def copy_of_main_db(dest_dir: Path, name: str = "directus.db") -> Path:
     """A copy of the main stack's database (provisioned: same users and tokens) in dest_dir."""
     if not paths.MAIN_DB.exists():
-        raise DirectusError(f"{paths.MAIN_DB} does not exist: start the stack first")
+        raise DirectusProcessError(f"{paths.MAIN_DB} does not exist: start the stack first")
     return copy_db(paths.MAIN_DB, Path(dest_dir) / name)
+
+
+class DirectusPart(Part):
+    """A Directus process of the stack: ``environment`` gives its full environment at each
+    start, ``prepare`` makes its database when there is none (bootstrap)."""
+
+    marker = ("directus/cli.js",)
+
+    def __init__(
+        self,
+        name: str,
+        label: str,
+        *,
+        port: int,
+        pid_file: Path,
+        log_file: Path,
+        environment: Callable[[], dict[str, str]],
+        prepare: Callable[[Callable[[str], None]], None] | None = None,
+        group: str | None = None,
+    ) -> None:
+        super().__init__(name, label, port=port, pid_file=pid_file, log_file=log_file)
+        self._environment = environment
+        self._prepare = prepare
+        self.group = group
+
+    def command(self) -> list[str]:
+        _check_installed()
+        return [str(paths.NODE), str(paths.DIRECTUS_CLI), "start"]
+
+    def cwd(self) -> Path:
+        return paths.DIRECTUS_DIR
+
+    def environment(self) -> dict[str, str]:
+        return self._environment()
+
+    def prepare(self, say: Callable[[str], None]) -> None:
+        if self._prepare is not None:
+            self._prepare(say)
+
+    def ready(self) -> bool:
+        return ready(self.url)
+
+    def health(self) -> tuple[bool, str]:
+        ok = ready(self.url)
+        return ok, "/server/ping: pong" if ok else "/server/ping: no answer"

@@ -16,6 +16,8 @@ from pathlib import Path
 # Popen objects of the processes this Python process started, by pid, so they can be reaped
 # (no zombies, no "subprocess still running" warnings) when they are stopped.
 _CHILDREN: dict[int, subprocess.Popen] = {}
+# Exit statuses of the children reaped so far, by pid.
+_EXITED: dict[int, int] = {}
 
 
 def spawn(
@@ -24,10 +26,15 @@ def spawn(
     env: dict[str, str],
     cwd: Path,
     log_file: Path,
+    user: str | None = None,
 ) -> subprocess.Popen:
     """Start a process in its own session (Ctrl-C at the terminal does not reach it), with
-    stdout and stderr appended to log_file and no stdin."""
+    stdout and stderr appended to log_file and no stdin. ``user`` (when we are root) runs it as
+    that user and group, with no supplementary groups: it stays our child, with its own pid."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    as_user: dict = {}
+    if user is not None:
+        as_user = {"user": user, "group": user, "extra_groups": []}
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
             argv,
@@ -38,6 +45,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            **as_user,
         )
     _CHILDREN[proc.pid] = proc
     return proc
@@ -48,6 +56,7 @@ def _reap(pid: int) -> bool:
     proc = _CHILDREN.get(pid)
     if proc is not None:
         if proc.poll() is not None:
+            _EXITED[pid] = proc.returncode
             _CHILDREN.pop(pid, None)
             return True
         return False
@@ -56,6 +65,42 @@ def _reap(pid: int) -> bool:
     except ChildProcessError:
         return False
     return done == pid
+
+
+def exit_status(pid: int) -> int | None:
+    """The exit status of a child of ours that has exited (negative: killed by that signal);
+    None while it runs or when it is not our child (then nobody here can know it)."""
+    if pid in _EXITED:
+        return _EXITED[pid]
+    proc = _CHILDREN.get(pid)
+    if proc is None:
+        return None
+    # It may be seen dead (a zombie in /proc) a moment before it can be reaped.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return proc.wait(timeout=1.0)
+    return None
+
+
+def describe_exit(status: int | None) -> str:
+    if status is None:
+        return "exit status unknown (not started by this process)"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+def uptime(pid: int) -> float | None:
+    """Seconds since pid started (from /proc), or None when it does not run."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        started_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        since_boot = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0.0, since_boot - started_ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def is_alive(pid: int) -> bool:
@@ -104,11 +149,11 @@ def wait_dead(pid: int, timeout: float) -> bool:
     return not is_alive(pid)
 
 
-def stop_pid(pid: int, *, timeout: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL when it has not exited within timeout seconds."""
+def stop_pid(pid: int, *, timeout: float = 5.0, sig: int = signal.SIGTERM) -> None:
+    """sig (SIGTERM), then SIGKILL when it has not exited within timeout seconds."""
     if not is_alive(pid):
         return
-    _signal(pid, signal.SIGTERM)
+    _signal(pid, sig)
     if wait_dead(pid, timeout):
         return
     _signal(pid, signal.SIGKILL)
@@ -135,19 +180,6 @@ def write_pid(pid_file: Path, pid: int) -> None:
     tmp = pid_file.with_suffix(".tmp")
     tmp.write_text(f"{pid}\n")
     os.replace(tmp, pid_file)
-
-
-def live_pid(pid_file: Path, marker: str) -> int | None:
-    """The pid in pid_file when that process is alive and its command line contains marker
-    (so a recycled pid is never taken for ours); stale pid files are removed."""
-    pid = read_pid(pid_file)
-    if pid is None:
-        return None
-    if is_alive(pid) and any(marker in part for part in cmdline(pid)):
-        return pid
-    with contextlib.suppress(FileNotFoundError):
-        pid_file.unlink()
-    return None
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

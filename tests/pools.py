@@ -34,6 +34,18 @@ def reserve_port(ports: range) -> int:
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
+def reserve_block(ports: range, count: int) -> int:
+    """The first of ``count`` consecutive ports of ``ports`` that are all free and reserved by
+    nobody else in this session (e.g. a cluster's HAProxy, instances, Redis and PostgreSQL)."""
+    with _reserve_lock:
+        for base in range(ports.start, ports.stop - count + 1):
+            block = range(base, base + count)
+            if all(p not in _reserved and not procs.port_in_use(p) for p in block):
+                _reserved.update(block)
+                return base
+    raise RuntimeError(f"no {count} free consecutive ports in {ports.start}-{ports.stop - 1}")
+
+
 class InstancePool(Generic[T]):
     """``plan(name)`` runs in the caller's thread (for what is not thread-safe, e.g. reserving
     a port) and returns what starts the instance in a worker thread. That must stop the instance

@@ -1,10 +1,11 @@
-"""Fixtures of the cluster tests (tests/cluster/test_cluster.py).
+"""Fixtures of the cluster tests (tests/cluster/test_cluster.py, test_operations.py).
 
 - ``cluster`` (session): a ``stack.cluster.Cluster`` of this session's own (PostgreSQL, Redis,
   two Directus instances, HAProxy) on free ports of 8300-8349, data under
-  var/test-cluster-<port>/, CORS for the local stack's page server (whose pages the tests
-  open with ``?url=<instance or HAProxy>&token=…``). Every process it started is stopped at
-  the end, by pid, and its folder removed. The local stack (8055/8000) keeps running beside it.
+  var/test-cluster-<port>/ (PostgreSQL's where its user can reach it), CORS for the local
+  stack's page server (whose pages the tests open with ``?url=<instance or HAProxy>&token=…``).
+  Every process it started is stopped at the end, by pid, and its folders removed. The local
+  stack (8055/8000) keeps running beside it.
   Skipped when PostgreSQL, Redis or HAProxy is not installed (``make test`` installs them).
 - ``healthy`` (function): the cluster, with whatever an earlier test broke started again.
 - The browser, the background loop, the pages, the steady writer and the counting helpers are
@@ -13,9 +14,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -62,23 +61,21 @@ def cluster(stack: dict[str, Any]) -> Iterator[cluster_stack.Cluster]:
         reserve_port(PORTS),
         reserve_port(PORTS),
     )
-    root = paths.VAR / f"test-cluster-{haproxy}"
-    shutil.rmtree(root, ignore_errors=True)
     c = cluster_stack.Cluster(
-        root,
+        paths.VAR / f"test-cluster-{haproxy}",
         ports,
         app_port=int(stack["app_port"]),
         say=lambda m: print(f"[cluster] {m}", flush=True),
     )
-    t0 = time.monotonic()
-    c.start()
-    print(f"\n[cluster] up in {time.monotonic() - t0:.1f} s: {c.info()}", flush=True)
+    c.remove()  # what an earlier session may have left
     try:
+        t0 = time.monotonic()
+        c.start()
+        print(f"\n[cluster] up in {time.monotonic() - t0:.1f} s: {c.info()}", flush=True)
         yield c
     finally:
         c.stop()
-        with contextlib.suppress(OSError):
-            shutil.rmtree(root)
+        c.remove()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+import stack as local_stack
 from stack import credentials, directus, mpy, paths, procs, serve
 from stack.api import DirectusAPI
 from stack.pages import micropython_config
@@ -73,6 +74,26 @@ def test_stack_json_has_the_documented_keys(stack):
         assert stack[key], key
     assert stack["app_url"] == f"http://127.0.0.1:{stack['app_port']}/"
     assert stack["directus_url"] == f"http://127.0.0.1:{stack['directus_port']}"
+
+
+def test_up_again_starts_nothing_and_changes_no_pid(stack):
+    before = local_stack.read_info()
+    assert before is not None and before["mode"] in ("single", "cluster")
+    info, started = local_stack.up(quiet=True)
+    assert started == []
+    assert info["pids"] == before["pids"] and all(before["pids"].values())
+    assert info["supervisor"]["pid"] == before["supervisor"]["pid"] is not None
+
+
+def test_status_shows_each_part_up_with_pid_uptime_and_health(stack):
+    st = local_stack.status()
+    assert st["up"] and st["mode"] == stack["mode"]
+    assert st["supervisor"]["pid"] is not None
+    labels = [row["label"] for row in st["parts"]]
+    assert labels[-1] == "page server" and any(label.startswith("Directus") for label in labels)
+    for row in st["parts"]:
+        assert row["pid"] and row["uptime"] is not None and row["health"], row
+        assert row["restarts"] >= 0 and row["given_up"] is None, row
 
 
 def test_provisioning_is_idempotent(stack, admin_api):

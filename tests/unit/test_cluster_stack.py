@@ -12,6 +12,14 @@ SECRETS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_postgres_files(monkeypatch):
+    """PostgreSQL's passwords without making its folder (outside the checkout when root)."""
+    monkeypatch.setattr(
+        cluster.Postgres, "passwords", property(lambda self: {"postgres": "p", "directus": "d"})
+    )
+
+
 @pytest.fixture
 def made(tmp_path, monkeypatch):
     monkeypatch.setattr(credentials, "load", lambda *a, **k: dict(SECRETS))
