@@ -75,10 +75,14 @@ PONG_TIMEOUT = 2.0
 # reconnect, so this is also what one unanswerable request can cost the server).
 REQUEST_ATTEMPTS = 3
 
-# Messages per second the client sends at most (a burst of as many, then that pace). Directus's
-# rate limiter (RATE_LIMITER_ENABLED) allows 50 per second per connection by default and drops
-# what is over, pongs included: this keeps under it with room for the heartbeat.
+# Messages per second the client sends at most. Directus's rate limiter (RATE_LIMITER_ENABLED)
+# allows 50 per second per connection by default, counted in fixed windows, and drops what is
+# over, pongs included. A token bucket lets through its burst plus its rate in any one second:
+# 40/s with a burst of 5 (SEND_RATE / 8) stays under 50 with room for the heartbeat.
 SEND_RATE = 40.0
+# After REQUESTS_EXCEEDED, a request still unanswered this long after the pause it asked for
+# was dropped (Directus answers what it accepts in milliseconds): it is sent again.
+DROPPED_AFTER = 1.0
 
 
 # --- What the machine asks the driver to do -----------------------------------------------
@@ -264,6 +268,7 @@ class _Request:
         self.attempts = 0  # times sent
         self.followup = None  # "read-after-duplicate": see _on_reply
         self.dropped = 0  # attempts Directus's rate limiter may have dropped (not counted)
+        self.suspect_at = None  # REQUESTS_EXCEEDED: sent again if unanswered by then
 
 
 class _Connection:
@@ -358,10 +363,11 @@ class RealtimeProtocol:
         self.outbox_limit = outbox_limit
         self.ws_url = ws_url
         self.send_rate = float(send_rate) if send_rate else None
-        self._tokens = self.send_rate or 0.0  # what may be sent now (a token bucket)
+        self._burst = max(1.0, (self.send_rate or 0.0) / 8)  # the bucket's size
+        self._tokens = self._burst  # what may be sent now (a token bucket)
         self._tokens_at = None  # when _tokens was last refilled
         self.paused_until = None  # REQUESTS_EXCEEDED: nothing paced is sent before then
-        self._resend_subs = []  # subscriptions the rate limiter may have dropped
+        self._subs_suspect_at = None  # REQUESTS_EXCEEDED: unconfirmed subscriptions, again
         # Fail fast on a URL that can never work.
         websocket_url(url, ws_url, auth_mode, access_token)
 
@@ -588,6 +594,9 @@ class RealtimeProtocol:
         flush_at = self._flush_at()
         if flush_at is not None:
             deadlines.append((flush_at, self._flush))
+        suspect_at = self._suspect_at()
+        if suspect_at is not None:
+            deadlines.append((suspect_at, self._resend_dropped))
         return deadlines
 
     def tick(self, now):
@@ -789,7 +798,7 @@ class RealtimeProtocol:
         self.ever_opened = True
         self._set_state(OPEN)
         self._emit(Opened())
-        self._resend_subs = []
+        self._subs_suspect_at = None
         for sub in self._subs.values():
             self._send_subscription(sub)
         self._flush(now)
@@ -797,36 +806,34 @@ class RealtimeProtocol:
     # ----- pacing (send_rate, REQUESTS_EXCEEDED) -----
 
     def _may_send(self, now):
-        if self.send_rate is None or now is None:
+        if now is None:
             return True
         if self.paused_until is not None:
             if now < self.paused_until:
                 return False
             self.paused_until = None
+        if self.send_rate is None:
+            return True
         if self._tokens_at is not None:
             refill = (now - self._tokens_at) * self.send_rate
-            self._tokens = min(self.send_rate, self._tokens + refill)
+            self._tokens = min(self._burst, self._tokens + refill)
         self._tokens_at = now
         return self._tokens > 0.999  # (float sums of refills fall a hair short of 1)
 
     def _flush_at(self):
         """When the next waiting request may go (None: nothing waits, or not open)."""
-        if self.state != OPEN or not (self._outbox or self._resend_subs):
+        if self.state != OPEN or not self._outbox:
             return None
-        if self.send_rate is None:
-            return self._tokens_at
         if self.paused_until is not None:
             return self.paused_until
+        if self.send_rate is None:
+            return None
         if self._tokens_at is None:
             return None
         return self._tokens_at + max(0.0, 1.0 - self._tokens) / self.send_rate
 
     def _flush(self, now):
         """Send what waits, in order, as fast as ``send_rate`` allows."""
-        while self.state == OPEN and self._resend_subs and self._may_send(now):
-            sub = self._resend_subs.pop(0)
-            if self._subs.get(sub.key) is sub and not sub.confirmed:
-                self._send_subscription(sub)
         while self.state == OPEN and self._outbox and self._may_send(now):
             req = self._outbox.pop(0)
             if req.key is None:  # a raw send_message
@@ -836,24 +843,45 @@ class RealtimeProtocol:
 
     def _rate_limited(self, error, now):
         """Directus dropped a message of ours (``REQUESTS_EXCEEDED``, no uid: which one is not
-        said). Wait as long as it asks, then send again the requests in flight that are safe
-        to repeat and the subscriptions not confirmed yet; the others time out as usual."""
+        said). Send nothing paced for as long as it asks; the requests in flight that are safe
+        to repeat and are still unanswered ``DROPPED_AFTER`` later, and the subscriptions not
+        confirmed by then, were dropped: they are sent again (``_resend_dropped``)."""
         wait = _retry_after(error.message)
         self.paused_until = (now or 0.0) + (wait if wait is not None else 1.0)
         self._tokens = 0.0
-        conn = self._conn
-        again = []
-        for req in sorted(conn.requests.values(), key=lambda r: r.key):
+        resend_at = self.paused_until + DROPPED_AFTER
+        for req in self._conn.requests.values():
             if req.retry:
-                self._forget_request(req)
-                req.dropped += 1
-                req.uid = None
-                req.deadline = None
-                again.append(req)
+                req.suspect_at = resend_at
+        if any(sub.uid is not None and not sub.confirmed for sub in self._subs.values()):
+            self._subs_suspect_at = resend_at
+
+    def _suspect_at(self):
+        times = [r.suspect_at for r in self._conn.requests.values() if r.suspect_at is not None]
+        if self._subs_suspect_at is not None:
+            times.append(self._subs_suspect_at)
+        return min(times) if times else None
+
+    def _resend_dropped(self, now):
+        conn = self._conn
+        due = [r for r in conn.requests.values() if r.suspect_at is not None]
+        again = []
+        for req in sorted(due, key=lambda r: r.key):
+            if req.suspect_at > now:
+                continue
+            self._forget_request(req)
+            req.suspect_at = None
+            req.dropped += 1
+            req.uid = None
+            req.deadline = None
+            again.append(req)
         self._outbox = again + self._outbox
-        for sub in self._subs.values():
-            if sub.uid is not None and not sub.confirmed and sub not in self._resend_subs:
-                self._resend_subs.append(sub)
+        if self._subs_suspect_at is not None and self._subs_suspect_at <= now:
+            self._subs_suspect_at = None
+            for sub in self._subs.values():
+                if sub.uid is not None and not sub.confirmed:
+                    self._send_subscription(sub)
+        self._flush(now)
 
     def _send_subscription(self, sub):
         subs_by_uid = self._conn.subs_by_uid
@@ -1040,7 +1068,9 @@ class RealtimeProtocol:
             req.followup = data
             req.message = read
             req.attempts = 0
-            self._send_request(req, now)
+            req.dropped = 0
+            self._outbox.insert(0, req)  # first in line, and paced like the rest
+            self._flush(now)
             return
         self._emit(RequestFailed(req.key, error))
 
