@@ -201,7 +201,131 @@ class _Write:
         self.seen = False  # its event came
 
 
-class LiveWindow:
+class _Checks:
+    """How ``LiveWindow`` checks its rows against the server (a mixin: the state is the
+    window's): fingerprint, light read of ids and ``updated_field``, rows read by id, or the
+    whole window when there is no ``updated_field``; events that raced a read win."""
+
+    def _fingerprintable(self) -> bool:
+        field = self.updated_field
+        if field is None or not self._base:
+            return False
+        return all(field in row for row in self._base.values())
+
+    def _filter(self) -> "Any":
+        return self.query.get("filter")
+
+    def _fingerprint_query(self) -> "dict[str, Any]":
+        newest = [self.updated_field]
+        for name, _ in self._sort:
+            if name not in newest and "." not in name:
+                newest.append(name)
+        query = {"aggregate": {"count": ["*"], "max": newest}}  # type: dict[str, Any]
+        if self._filter():
+            query["filter"] = self._filter()
+        return query
+
+    def _read_window(self, now: float) -> None:
+        query = dict(self.query)
+        if self._fingerprintable():
+            query["fields"] = [self.key, self.updated_field]
+            self._ask("ids", query)
+        else:
+            self._ask("window", query)
+
+    def _ask(self, phase: str, query: "dict[str, Any]") -> None:
+        self._tag += 1
+        self._running = (phase, self._tag)
+        message = {"type": "items", "collection": self.collection, "action": "read"}
+        message["query"] = query
+        self._actions.append(Read(self._tag, message))
+
+    def _apply_ids(self, data: "Any", now: float) -> None:
+        if not isinstance(data, list):
+            self._finished(now)
+            return
+        field = self.updated_field
+        light = [r for r in data if self._keyed(r)]
+        wanted = []
+        for row in light:
+            item_id = self._id(row)
+            old = self._base.get(item_id)
+            if old is None or field not in old or old.get(field) != row.get(field):
+                if not self._event_wins(item_id):
+                    wanted.append(row[self.key])
+        self._light = light
+        if not wanted:
+            self._apply_window(light, [], now)
+            return
+        query = dict(self.query)
+        query.pop("sort", None)
+        query["limit"] = len(wanted)
+        own = self._filter()
+        by_id = {self.key: {"_in": wanted}}
+        query["filter"] = {"_and": [own, by_id]} if own else by_id
+        self._ask("rows", query)
+
+    def _apply_window(self, order: "Any", fetched: "Any", now: float) -> None:
+        """The server's window: ``order`` its rows (full rows, or ``[id, updated]`` with the
+        full rows of the changed ones in ``fetched``). Rows events touched since the read
+        began keep the events' version."""
+        if not isinstance(order, list):
+            self._finished(now)
+            return
+        full = {}
+        for row in fetched if isinstance(fetched, list) else []:
+            if self._keyed(row):
+                full[self._id(row)] = row
+        base = {}
+        complete = True
+        for row in order:
+            if not self._keyed(row):
+                continue
+            item_id = self._id(row)
+            if self._event_wins(item_id):
+                continue
+            if fetched is None:
+                base[item_id] = row
+            elif item_id in full:
+                base[item_id] = full[item_id]
+            elif item_id in self._base and self._base[item_id].get(self.updated_field) == row.get(
+                self.updated_field
+            ):
+                base[item_id] = self._base[item_id]
+            else:
+                complete = False  # changed between the two reads: read again soon
+        for item_id, how in self._touched.items():
+            if how == "row" and item_id in self._base:
+                base[item_id] = self._base[item_id]
+        self._base = base
+        self._trim()
+        self.stale = False
+        self._must_read = not complete
+        if self._fingerprint is not None and complete:
+            self._baseline = self._fingerprint
+        self._fingerprint = None
+        self._finished(now)
+        if not complete and self._check_at is not None:
+            self._check_at = min(self._check_at, now + EVENT_GRACE)
+        self._finished(now)
+        self._publish("check")
+
+    def _finished(self, now: float) -> None:
+        self._running = None
+        self._fingerprint = None
+        if self.subscribed and self.check_every is not None and self._check_at is None:
+            self._check_at = now + self.check_every
+        if self.stale and self.subscribed:
+            self._check_at = now
+
+    def _event_wins(self, item_id: str) -> bool:
+        """Whether an event since the check began is newer than what the check read: a
+        delete, or a row we hold (a row trimmed out of the window is read again)."""
+        how = self._touched.get(item_id)
+        return how == "delete" or (how == "row" and item_id in self._base)
+
+
+class LiveWindow(_Checks):
     """The rows of one query, kept equal to the server's answer (see the module docstring).
 
     Args:
@@ -470,12 +594,6 @@ class LiveWindow:
 
     # ----- internals -----
 
-    def _event_wins(self, item_id: str) -> bool:
-        """Whether an event since the check began is newer than what the check read: a
-        delete, or a row we hold (a row trimmed out of the window is read again)."""
-        how = self._touched.get(item_id)
-        return how == "delete" or (how == "row" and item_id in self._base)
-
     def _saw_event(self, item_id: str) -> None:
         self._overdue.pop(item_id, None)
         for write in self._writes:
@@ -512,118 +630,6 @@ class LiveWindow:
     def _make_stale(self, now: float) -> None:
         self.stale = True
         if self.subscribed and self._running is None:
-            self._check_at = now
-
-    def _fingerprintable(self) -> bool:
-        field = self.updated_field
-        if field is None or not self._base:
-            return False
-        return all(field in row for row in self._base.values())
-
-    def _filter(self) -> "Any":
-        return self.query.get("filter")
-
-    def _fingerprint_query(self) -> "dict[str, Any]":
-        newest = [self.updated_field]
-        for name, _ in self._sort:
-            if name not in newest and "." not in name:
-                newest.append(name)
-        query = {"aggregate": {"count": ["*"], "max": newest}}  # type: dict[str, Any]
-        if self._filter():
-            query["filter"] = self._filter()
-        return query
-
-    def _read_window(self, now: float) -> None:
-        query = dict(self.query)
-        if self._fingerprintable():
-            query["fields"] = [self.key, self.updated_field]
-            self._ask("ids", query)
-        else:
-            self._ask("window", query)
-
-    def _ask(self, phase: str, query: "dict[str, Any]") -> None:
-        self._tag += 1
-        self._running = (phase, self._tag)
-        message = {"type": "items", "collection": self.collection, "action": "read"}
-        message["query"] = query
-        self._actions.append(Read(self._tag, message))
-
-    def _apply_ids(self, data: "Any", now: float) -> None:
-        if not isinstance(data, list):
-            self._finished(now)
-            return
-        field = self.updated_field
-        light = [r for r in data if self._keyed(r)]
-        wanted = []
-        for row in light:
-            item_id = self._id(row)
-            old = self._base.get(item_id)
-            if old is None or field not in old or old.get(field) != row.get(field):
-                if not self._event_wins(item_id):
-                    wanted.append(row[self.key])
-        self._light = light
-        if not wanted:
-            self._apply_window(light, [], now)
-            return
-        query = dict(self.query)
-        query.pop("sort", None)
-        query["limit"] = len(wanted)
-        own = self._filter()
-        by_id = {self.key: {"_in": wanted}}
-        query["filter"] = {"_and": [own, by_id]} if own else by_id
-        self._ask("rows", query)
-
-    def _apply_window(self, order: "Any", fetched: "Any", now: float) -> None:
-        """The server's window: ``order`` its rows (full rows, or ``[id, updated]`` with the
-        full rows of the changed ones in ``fetched``). Rows events touched since the read
-        began keep the events' version."""
-        if not isinstance(order, list):
-            self._finished(now)
-            return
-        full = {}
-        for row in fetched if isinstance(fetched, list) else []:
-            if self._keyed(row):
-                full[self._id(row)] = row
-        base = {}
-        complete = True
-        for row in order:
-            if not self._keyed(row):
-                continue
-            item_id = self._id(row)
-            if self._event_wins(item_id):
-                continue
-            if fetched is None:
-                base[item_id] = row
-            elif item_id in full:
-                base[item_id] = full[item_id]
-            elif item_id in self._base and self._base[item_id].get(self.updated_field) == row.get(
-                self.updated_field
-            ):
-                base[item_id] = self._base[item_id]
-            else:
-                complete = False  # changed between the two reads: read again soon
-        for item_id, how in self._touched.items():
-            if how == "row" and item_id in self._base:
-                base[item_id] = self._base[item_id]
-        self._base = base
-        self._trim()
-        self.stale = False
-        self._must_read = not complete
-        if self._fingerprint is not None and complete:
-            self._baseline = self._fingerprint
-        self._fingerprint = None
-        self._finished(now)
-        if not complete and self._check_at is not None:
-            self._check_at = min(self._check_at, now + EVENT_GRACE)
-        self._finished(now)
-        self._publish("check")
-
-    def _finished(self, now: float) -> None:
-        self._running = None
-        self._fingerprint = None
-        if self.subscribed and self.check_every is not None and self._check_at is None:
-            self._check_at = now + self.check_every
-        if self.stale and self.subscribed:
             self._check_at = now
 
     def _view(self) -> "list[dict[str, Any]]":
