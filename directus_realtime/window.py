@@ -220,7 +220,7 @@ class _Checks:
         for name, _ in self._sort:
             if name not in newest and "." not in name:
                 newest.append(name)
-        query = {"aggregate": {"count": ["*"], "max": newest}}  # type: dict[str, Any]
+        query: dict[str, Any] = {"aggregate": {"count": ["*"], "max": newest}}
         if self._filter():
             query["filter"] = self._filter()
         return query
@@ -355,21 +355,21 @@ class LiveWindow(_Checks):
         self.stale = False  # a place in the window may be missing its row
         self.checks = 0  # checks run (for figures)
         self._sort = _sort_fields(self.query, key)
-        self._base = {}  # type: dict[str, dict[str, Any]]  # id -> the server's row
-        self._writes = []  # type: list[_Write]  # pending, oldest first
-        self._shown = {}  # type: dict[str, dict[str, Any]]  # id -> row as last reported
-        self._order = []  # type: list[dict[str, Any]]  # the rows shown, in order
-        self._actions = []  # type: list[Read | Change]
+        self._base: dict[str, dict[str, Any]] = {}  # id -> the server's row
+        self._writes: list[_Write] = []  # pending, oldest first
+        self._shown: dict[str, dict[str, Any]] = {}  # id -> row as last reported
+        self._order: list[dict[str, Any]] = []  # the rows shown, in order
+        self._actions: list[Read | Change] = []
         self._tag = 0
         self._wid = 0
-        self._check_at = None  # type: float | None
-        self._running = None  # type: tuple[str, int] | None  # (phase, tag) of the check
-        self._baseline = None  # type: str | None  # the last fingerprint
+        self._check_at: float | None = None
+        self._running: tuple[str, int] | None = None  # (phase, tag) of the check
+        self._baseline: str | None = None  # the last fingerprint
         # ids events (or answers to writes) changed since the check began: "row" or "delete"
-        self._touched = {}  # type: dict[str, str]
-        self._fingerprint = None  # type: str | None  # the one this check got
-        self._light = []  # type: list[dict[str, Any]]  # the light read being completed
-        self._overdue = {}  # type: dict[str, float]  # id of an answered write -> event due
+        self._touched: dict[str, str] = {}
+        self._fingerprint: str | None = None  # the one this check got
+        self._light: list[dict[str, Any]] = []  # the light read being completed
+        self._overdue: dict[str, float] = {}  # id of an answered write -> event due
         self._must_read = False  # the next check reads the window, whatever the fingerprint
 
     # ----- what the driver reads -----
