@@ -169,8 +169,8 @@ class Backoff:
         return self.retries is not None and attempt >= self.retries
 
     def wait(self, attempt: int) -> float:
-        ceiling = min(self.max_delay, self.delay * (2 ** min(attempt, 30)))
-        return max(0.05, self.rng() * ceiling)
+        ceiling = min(self.max_delay, self.delay * (2.0 ** min(attempt, 30)))
+        return max(0.05, float(self.rng()) * ceiling)
 
 
 def websocket_url(
@@ -323,15 +323,15 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         websocket_url(url, ws_url, auth_mode, access_token)
 
         self.state = CLOSED
-        self.failure = None  # the error that put us in FAILED
-        self.retry_at = None  # when RECONNECTING: the time of the next attempt
+        self.failure: BaseException | None = None  # the error that put us in FAILED
+        self.retry_at: float | None = None  # when RECONNECTING: the time of the next attempt
         self.attempt = 0  # failed attempts since a connection last stayed up (stable_after)
         self.ever_opened = False
         self.online = True
 
         self._uid = 0
         self._key = 0
-        self._events = []
+        self._events: list[Action | Report] = []
         self._subs = {}  # key -> _Subscription
         self._outbox = []  # _Request, waiting for an open connection, in order
         self._conn = None  # the _Connection while the state is one of LIVE_STATES
