@@ -601,6 +601,7 @@ class RealtimeClient:
             waiter.set_exception(event.error)
 
     def _on_opened(self, event: p.Opened) -> None:
+        self._writes.resume()
         self._resolve_connect(None)
         self._call("open", event)
 
@@ -684,6 +685,7 @@ class _WriteOutbox:
         self._store = store if store is not None else w.MemoryStore()
         self._writes: dict[int, list[Any]] = {}  # seq -> [entry, Waiter of the whole reply]
         self._seq = 0
+        self._kept: list[int] = []  # writes the client stopped for: sent at the next open
 
     def pending(self) -> "list[tuple[dict[str, Any], Waiter]]":
         return [(self._writes[k][0]["message"], self._writes[k][1]) for k in sorted(self._writes)]
@@ -729,7 +731,9 @@ class _WriteOutbox:
                 else:  # the core sends it once connected
                     self._attempt(seq)
                 return
-            if outcome != w.KEEP:
+            if outcome == w.KEEP:
+                self._kept.append(seq)
+            else:
                 self._writes.pop(seq, None)
                 self._save()
             if outcome == w.STORED:
@@ -739,6 +743,12 @@ class _WriteOutbox:
 
         entry["sent"] = entry["sent"] or self._client.is_connected
         attempt.add_done_callback(settle)
+
+    def resume(self) -> None:
+        """The connection is open again: send the writes kept when the client stopped."""
+        kept, self._kept = self._kept, []
+        for seq in kept:
+            self._attempt_again(seq)
 
     def _attempt_again(self, seq: int) -> None:
         if seq in self._writes:
