@@ -15,6 +15,12 @@ and after each call drains ``proto.events()``: a list, in order, of what to do (
 CPython, the browser and the ``websockets`` transports cannot drift apart, and every rule below
 is tested in milliseconds without a server (``tests/unit``).
 
+The machine is one object, ``RealtimeProtocol``, whose concerns live in their own modules:
+this one owns the connection's state (states, socket inputs, time, reconnect backoff, giving
+up); ``session.py`` authentication and liveness; ``requests.py`` requests, their outbox and
+pacing; ``subscriptions.py`` subscriptions and routing by uid; ``events.py`` what comes out of
+``events()`` (``Action``: for the driver to do; ``Report``: for the user).
+
 The rules, and where they do better than ``@directus/sdk``:
 
 * uids come from one counter for the client's whole life, so a late reply can never be taken
@@ -35,11 +41,8 @@ The rules, and where they do better than ``@directus/sdk``:
 * a connection that hears nothing for 1.5 heartbeat periods is treated as dead (half-open sockets
   do not freeze the client);
 * a refused token stops the retries (no retry storm) until new credentials are given;
-* a subscription made with ``reconcile`` checks now and then that the events it got are all
-  there are: an outage of the bus between Directus instances (Redis) loses events and leaves
-  the socket open, and events published while disconnected are never replayed (the SDK misses
-  both). What a check finds comes as ordinary ``create`` events, each id once
-  (``_Reconciliation``).
+* what a subscription missed (a reconnect, a bus outage) is the live query's business
+  (``window.py``): this core only routes.
 
 Portability: plain classes and no ``typing`` at run time, so MicroPython can run it too.
 """
@@ -56,6 +59,35 @@ from .errors import (
     OutboxFull,
     RequestTimeout,
 )
+from .events import (
+    Action,
+    Closed,
+    CloseSocket,
+    ErrorOccurred,
+    MessageReceived,
+    Opened,
+    OpenSocket,
+    Report,
+    RequestDone,
+    RequestFailed,
+    ScheduleRefresh,
+    SendText,
+    StateChanged,
+    SubscriptionEnded,
+    SubscriptionMessage,
+)
+from .requests import DROPPED_AFTER, REQUEST_ATTEMPTS, SEND_RATE, Requests
+from .session import PONG_TIMEOUT, PROBE_WHEN_UNSURE, PROBE_WHEN_WAITING, Session
+from .subscriptions import Subscriptions
+
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .requests import _Request
+    from .subscriptions import _Subscription
 
 # Connection states, as shown to users (``#status[data-state]`` maps onto these).
 CLOSED = "closed"  # never connected, or disconnect() was called
@@ -69,109 +101,47 @@ LIVE_STATES = (CONNECTING, AUTHENTICATING, OPEN)  # a socket exists (``RealtimeP
 
 AUTH_MODES = ("handshake", "public", "strict")
 
-# Liveness probes (see RealtimeProtocol._probe_at), in seconds; ``probes=False`` turns them off.
-PROBE_WHEN_WAITING = 2.0  # silence while a reply is awaited
-PROBE_WHEN_UNSURE = 10.0  # silence before the server's ping period is known
-PONG_TIMEOUT = 2.0
-
-# Times a retryable request is sent before it fails (each lost or timed-out attempt costs a
-# reconnect, so this is also what one unanswerable request can cost the server).
-REQUEST_ATTEMPTS = 3
-
-
-# --- What the machine asks the driver to do -----------------------------------------------
-
-
-class OpenSocket:
-    """Open a WebSocket to ``url``; report back with socket_opened / socket_closed."""
-
-    def __init__(self, url):
-        self.url = url
-
-
-class SendText:
-    """Send ``text`` as one text frame on the current socket."""
-
-    def __init__(self, text):
-        self.text = text
-
-
-class CloseSocket:
-    """Close the current socket (the machine already considers it gone)."""
-
-    def __init__(self, reason=""):
-        self.reason = reason
-
-
-class ScheduleRefresh:
-    """Fetch a fresh access token (``token_provider``) and pass it to ``authenticate()``."""
-
-
-# --- What the machine delivers to the user --------------------------------------------------
-
-
-class Opened:
-    """The connection is open and authenticated: the SDK's ``open`` event."""
-
-
-class Closed:
-    """The socket closed: the SDK's ``close`` event."""
-
-    def __init__(self, code=None, reason=""):
-        self.code = code
-        self.reason = reason
-
-
-class ErrorOccurred:
-    """The SDK's ``error`` event: a socket error, a bad frame, or an error nobody asked for."""
-
-    def __init__(self, error):
-        self.error = error
-
-
-class MessageReceived:
-    """Every decoded message from the server (the SDK's ``message`` event), pings excepted."""
-
-    def __init__(self, message):
-        self.message = message
-
-
-class StateChanged:
-    def __init__(self, state, previous):
-        self.state = state
-        self.previous = previous
-
-
-class SubscriptionMessage:
-    """A ``{type: "subscription", event, data, uid}`` message for subscription ``key``."""
-
-    def __init__(self, key, message):
-        self.key = key
-        self.message = message
-
-
-class SubscriptionEnded:
-    """Subscription ``key`` will get nothing more; ``error`` is None when it was unsubscribed."""
-
-    def __init__(self, key, error=None):
-        self.key = key
-        self.error = error
-
-
-class RequestDone:
-    def __init__(self, key, reply):
-        self.key = key
-        self.reply = reply
-
-    @property
-    def data(self):
-        return self.reply.get("data")
-
-
-class RequestFailed:
-    def __init__(self, key, error):
-        self.key = key
-        self.error = error
+__all__ = [
+    "AUTHENTICATING",
+    "CLOSED",
+    "CONNECTING",
+    "DROPPED_AFTER",
+    "FAILED",
+    "LIVE_STATES",
+    "OFFLINE",
+    "OPEN",
+    "PONG_TIMEOUT",
+    "PROBE_WHEN_UNSURE",
+    "PROBE_WHEN_WAITING",
+    "RECONNECTING",
+    "REQUEST_ATTEMPTS",
+    "SEND_RATE",
+    "Action",
+    "AuthenticationError",
+    "Backoff",
+    "CloseSocket",
+    "Closed",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "DirectusError",
+    "ErrorOccurred",
+    "InvalidFrame",
+    "MessageReceived",
+    "OpenSocket",
+    "Opened",
+    "OutboxFull",
+    "RealtimeProtocol",
+    "Report",
+    "RequestDone",
+    "RequestFailed",
+    "RequestTimeout",
+    "ScheduleRefresh",
+    "SendText",
+    "StateChanged",
+    "SubscriptionEnded",
+    "SubscriptionMessage",
+    "websocket_url",
+]
 
 
 # --- Reconnect schedule ---------------------------------------------------------------------
@@ -183,21 +153,32 @@ class Backoff:
     ``retries=None`` retries forever. ``rng`` is injectable so tests are deterministic.
     """
 
-    def __init__(self, delay=0.5, max_delay=30.0, retries=None, rng=None):
+    def __init__(
+        self,
+        delay: float = 0.5,
+        max_delay: float = 30.0,
+        retries: "int | None" = None,
+        rng: "Callable[[], float] | None" = None,
+    ) -> None:
         self.delay = float(delay)
         self.max_delay = float(max_delay)
         self.retries = retries
-        self.rng = rng or random.random
+        self.rng: Callable[[], float] = rng or random.random
 
-    def exhausted(self, attempt):
+    def exhausted(self, attempt: int) -> bool:
         return self.retries is not None and attempt >= self.retries
 
-    def wait(self, attempt):
-        ceiling = min(self.max_delay, self.delay * (2 ** min(attempt, 30)))
-        return max(0.05, self.rng() * ceiling)
+    def wait(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.delay * (2.0 ** min(attempt, 30)))
+        return max(0.05, float(self.rng()) * ceiling)
 
 
-def websocket_url(url, path_url=None, auth_mode="handshake", access_token=None):
+def websocket_url(
+    url: str,
+    path_url: "str | None" = None,
+    auth_mode: str = "handshake",
+    access_token: "str | None" = None,
+) -> str:
     """The socket URL for a Directus at ``url``.
 
     ``https://host/sub`` becomes ``wss://host/sub/websocket``: unlike the SDK, a Directus served
@@ -225,7 +206,7 @@ def websocket_url(url, path_url=None, auth_mode="handshake", access_token=None):
     return result
 
 
-def _quote(value):
+def _quote(value: object) -> str:
     safe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
     out = []
     for ch in str(value):
@@ -240,187 +221,22 @@ def _quote(value):
 # --- The machine ----------------------------------------------------------------------------
 
 
-# Reconciliation (``subscribe(reconcile=...)``), in seconds.
-RECONCILE_EVERY = 30.0  # between two checks while subscribed
-RECONCILE_GRACE = 3.0  # after the answer to an own create, its event is overdue
-RECONCILE_PAGE = 1000  # rows per read
-
-
-class _Reconciliation:
-    """When a subscription checks for missed ``create`` events, and from where it reads.
-
-    A check reads the rows whose ``field`` (a creation timestamp such as ``date_created``) is
-    at least the newest value delivered when the check before the previous one started, and
-    delivers the ids not delivered yet. A row escapes check k only if it was committed after
-    check k-1 read; its ``field`` was set before it was committed, so it is newer than that
-    bound unless committing it took longer than one interval. Checks happen ``every`` seconds,
-    at once after a reconnect (events published meanwhile are never replayed), and ``grace``
-    seconds after an answered create on the same collection whose event has not come (the
-    cheapest witness that the bus lost something). The first check after the first ``init``
-    only learns the newest value (nothing before the subscription is owed).
-    """
-
-    def __init__(self, field, every=RECONCILE_EVERY, grace=RECONCILE_GRACE, page=RECONCILE_PAGE):
-        self.field = field
-        self.every = float(every)
-        self.grace = float(grace)
-        self.page = page
-        self.marks = []  # the newest value delivered when each of the last checks started
-        self.newest = None  # the newest ``field`` value delivered
-        self.seen = {}  # id -> field value, of what was delivered since the oldest mark
-        self.next_at = None  # the next check (None: waiting for an init)
-        self.overdue_at = {}  # id of an answered own create -> when its event is overdue
-        self.running = None  # the key of the check's read in flight
-        self.learning = True  # the first check only learns where to start
-        self.bound = None  # where the running check reads from (None: from the first row)
-        self.started_at = None
-
-    @classmethod
-    def of(cls, options):
-        if not options:
-            return None
-        if isinstance(options, str):
-            return cls(options)
-        if not isinstance(options, dict) or not options.get("field"):
-            raise ValueError(
-                "reconcile must name the collection's creation timestamp field, e.g. "
-                "reconcile={'field': 'date_created'} (or reconcile='date_created')"
-            )
-        return cls(
-            options["field"],
-            options.get("every", RECONCILE_EVERY),
-            options.get("grace", RECONCILE_GRACE),
-            options.get("page", RECONCILE_PAGE),
-        )
-
-    def next_deadline(self):
-        if self.running is not None or self.next_at is None:
-            return None
-        times = list(self.overdue_at.values())
-        times.append(self.next_at)
-        return min(times)
-
-    def subscribed(self, now):
-        """An ``init``: check at once (a reconnect may have lost events; the very first one
-        learns where to start)."""
-        self.next_at = now
-
-    def delivered(self, row):
-        if not isinstance(row, dict) or row.get("id") is None:
-            return False
-        item_id = str(row["id"])
-        if item_id in self.seen:
-            return False
-        value = row.get(self.field)
-        self.seen[item_id] = value
-        self.overdue_at.pop(item_id, None)
-        if value is not None and (self.newest is None or str(value) > str(self.newest)):
-            self.newest = value
-        return True
-
-    def wrote(self, row, now):
-        if isinstance(row, dict) and row.get("id") is not None:
-            item_id = str(row["id"])
-            if item_id not in self.seen and self.next_at is not None:
-                self.overdue_at[item_id] = now + self.grace
-
-    def start(self, now):
-        """A check starts; returns the bound to read from (None: from the first row, or
-        while ``learning``, only the newest)."""
-        self.started_at = now
-        self.overdue_at = {k: t for k, t in self.overdue_at.items() if t > now}
-        self.bound = None
-        if self.learning:
-            return None
-        self.marks.append(self.newest)
-        self.marks = self.marks[-3:]
-        self.bound = self.marks[0] if len(self.marks) != 2 else self.marks[-2]
-        if self.bound is not None:
-            bound = str(self.bound)
-            self.seen = {k: v for k, v in self.seen.items() if v is None or str(v) >= bound}
-        return self.bound
-
-    def learned(self, newest):
-        """The first check's answer: the newest value there is."""
-        if self.newest is None or (newest is not None and str(newest) > str(self.newest)):
-            self.newest = newest
-        self.marks = [self.newest]
-        self.learning = False
-
-    def finished(self):
-        self.running = None
-        if self.next_at is not None:
-            self.next_at = self.started_at + self.every
-
-    def stopped(self):
-        """The connection is gone: no checks until the next ``init``."""
-        self.running = None
-        self.next_at = None
-        self.overdue_at = {}
-
-    def query(self, base, bound):
-        """The read of one page from ``bound`` (inclusive), oldest first, within ``base``
-        (the subscription's own query: its filter and fields)."""
-        query = dict(base or {})
-        fields = query.get("fields")
-        if fields and "*" not in fields:
-            query["fields"] = list(fields) + [f for f in ("id", self.field) if f not in fields]
-        if self.learning:
-            query["fields"] = ["id", self.field]
-            query["sort"] = ["-" + self.field]
-            query["limit"] = 1
-            query.pop("filter", None)
-            return query
-        if bound is not None:
-            since = {self.field: {"_gte": bound}}
-            own = query.get("filter")
-            query["filter"] = {"_and": [own, since]} if own else since
-        query["sort"] = [self.field]
-        query["limit"] = self.page
-        return query
-
-
-class _Subscription:
-    def __init__(self, key, message, fixed_uid, reconcile=None):
-        self.key = key
-        self.message = message  # the subscribe message without uid
-        self.fixed_uid = fixed_uid  # a uid the user chose; else a fresh one per connection
-        self.uid = None  # the uid on the current connection
-        self.confirmed = False
-        self.missed = False  # events were lost to an expired token: subscribe again
-        self.reconcile = reconcile  # a _Reconciliation, or None
-
-
-class _Request:
-    def __init__(self, key, message, timeout, retry):
-        self.key = key
-        self.message = message  # without uid
-        self.timeout = timeout
-        self.retry = retry  # safe to send again after a lost reply
-        self.uid = None
-        self.deadline = None
-        self.sent_at = None
-        self.attempts = 0  # times sent
-        self.followup = None  # "read-after-duplicate": see _on_reply
-        self.reconciles = None  # the _Subscription whose check this read is
-
-
 class _Connection:
     """What lives and dies with one socket: made when the socket is asked for, dropped with it."""
 
-    def __init__(self, now, connect_timeout):
+    def __init__(self, now: float, connect_timeout: "float | None") -> None:
         self.connect_deadline = now + connect_timeout if connect_timeout else None
-        self.opened_at = None  # when it became OPEN
+        self.opened_at: float | None = None  # when it became OPEN
         self.last_heard = now
-        self.last_ping = None  # when the server's last ping came
-        self.probe_sent = None  # when our unanswered liveness ping went out
+        self.last_ping: float | None = None  # when the server's last ping came
+        self.probe_sent: float | None = None  # our unanswered liveness ping
         self.reauthenticating = False  # between TOKEN_EXPIRED and the new auth's "ok"
-        self.subs_by_uid = {}  # uid on this connection -> _Subscription
-        self.requests = {}  # key -> _Request, sent and waiting for a reply
-        self.requests_by_uid = {}
+        self.subs_by_uid: dict[str, _Subscription] = {}  # uid on this connection
+        self.requests: dict[int, _Request] = {}  # sent and waiting for a reply
+        self.requests_by_uid: dict[str, _Request] = {}
 
 
-class RealtimeProtocol:
+class RealtimeProtocol(Session, Requests, Subscriptions):
     """The whole client state machine. See the module docstring for how to drive it.
 
     Args:
@@ -449,28 +265,32 @@ class RealtimeProtocol:
             that a lost connection would send again; more fail with ``OutboxFull``.
         ws_url: the socket URL, when it is not derived from ``url`` (the SDK's ``url``).
         probes: ping a silent connection while a reply is awaited (see ``_probe_at``).
+        send_rate: messages per second at most (None: unpaced). Requests wait in the outbox
+            for their turn; ``REQUESTS_EXCEEDED`` ("retry after <ms>ms") pauses them that
+            long, and the requests it may have dropped are sent again when that is safe.
     """
 
     def __init__(
         self,
-        url,
-        auth_mode="handshake",
-        access_token=None,
-        email=None,
-        password=None,
-        refresh_token=None,
-        has_token_provider=False,
-        heartbeat=True,
-        heartbeat_period=30.0,
-        connect_timeout=10.0,
-        request_timeout=10.0,
-        reconnect=None,
-        outbox_limit=1000,
-        ws_url=None,
-        probes=True,
-        request_attempts=REQUEST_ATTEMPTS,
-        stable_after=None,
-    ):
+        url: str,
+        auth_mode: str = "handshake",
+        access_token: "str | None" = None,
+        email: "str | None" = None,
+        password: "str | None" = None,
+        refresh_token: "str | None" = None,
+        has_token_provider: bool = False,
+        heartbeat: bool = True,
+        heartbeat_period: float = 30.0,
+        connect_timeout: "float | None" = 10.0,
+        request_timeout: float = 10.0,
+        reconnect: "Backoff | bool | None" = None,
+        outbox_limit: int = 1000,
+        ws_url: "str | None" = None,
+        probes: bool = True,
+        request_attempts: int = REQUEST_ATTEMPTS,
+        stable_after: "float | None" = None,
+        send_rate: "float | None" = SEND_RATE,
+    ) -> None:
         if auth_mode not in AUTH_MODES:
             raise ValueError("auth_mode must be one of " + ", ".join(AUTH_MODES))
         if request_attempts < 1:
@@ -488,33 +308,38 @@ class RealtimeProtocol:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.request_attempts = request_attempts
-        self.reconnect = Backoff() if reconnect is None else reconnect  # False: never
+        # A Backoff, or False: never (True means the default Backoff).
+        self.reconnect = Backoff() if reconnect is None or reconnect is True else reconnect
         self.stable_after = self.heartbeat_period if stable_after is None else stable_after
         self.outbox_limit = outbox_limit
         self.ws_url = ws_url
+        self.send_rate = float(send_rate) if send_rate else None
+        self._burst = max(1.0, (self.send_rate or 0.0) / 8)  # the bucket's size
+        self._tokens = self._burst  # what may be sent now (a token bucket)
+        self._tokens_at = None  # when _tokens was last refilled
+        self.paused_until = None  # REQUESTS_EXCEEDED: nothing paced is sent before then
+        self._subs_suspect_at = None  # REQUESTS_EXCEEDED: unconfirmed subscriptions, again
         # Fail fast on a URL that can never work.
         websocket_url(url, ws_url, auth_mode, access_token)
 
         self.state = CLOSED
-        self.failure = None  # the error that put us in FAILED
-        self.retry_at = None  # when RECONNECTING: the time of the next attempt
+        self.failure: BaseException | None = None  # the error that put us in FAILED
+        self.retry_at: float | None = None  # when RECONNECTING: the time of the next attempt
         self.attempt = 0  # failed attempts since a connection last stayed up (stable_after)
         self.ever_opened = False
         self.online = True
 
         self._uid = 0
         self._key = 0
-        self._events = []
+        self._events: list[Action | Report] = []
         self._subs = {}  # key -> _Subscription
         self._outbox = []  # _Request, waiting for an open connection, in order
         self._conn = None  # the _Connection while the state is one of LIVE_STATES
         self._observed_period = None  # the server's ping interval, once seen twice
-        self._checks = {}  # request key -> the _Subscription whose reconciliation read it is
-        self._now = None  # the time of the latest input that came with one
 
     # ----- public inputs -----
 
-    def connect(self, now):
+    def connect(self, now: float) -> None:
         """Start connecting (no-op when already connected or connecting)."""
         if self.state in LIVE_STATES:
             return
@@ -525,7 +350,7 @@ class RealtimeProtocol:
             return
         self._open_socket(now)
 
-    def disconnect(self, now=None):
+    def disconnect(self, now: "float | None" = None) -> None:
         """Close for good: no reconnect; subscriptions end; waiting requests fail."""
         was_connected = self.state in LIVE_STATES
         error = ConnectionFailed("disconnect() was called.")
@@ -537,18 +362,7 @@ class RealtimeProtocol:
         self._set_state(CLOSED)
         self._end_everything(error)
 
-    def set_credentials(
-        self, now, access_token=None, email=None, password=None, refresh_token=None
-    ):
-        """New credentials: used by the next auth; a FAILED client starts connecting again."""
-        self.access_token = access_token
-        self.email = email
-        self.password = password
-        self.refresh_token = refresh_token
-        if self.state == FAILED:
-            self.connect(now)
-
-    def set_online(self, online, now):
+    def set_online(self, online: bool, now: float) -> None:
         """The host's network status (the browser's ``online`` / ``offline`` events)."""
         self.online = bool(online)
         if not online and self.state == RECONNECTING:
@@ -557,18 +371,7 @@ class RealtimeProtocol:
         elif online and self.state in (OFFLINE, RECONNECTING):
             self._open_socket(now)  # retry at once: the network just came back
 
-    def authenticate(self, now, access_token):
-        """Send a fresh access token on the open socket (after ``ScheduleRefresh``)."""
-        self.access_token = access_token
-        if self.state in (OPEN, AUTHENTICATING):
-            self._send_auth()
-
-    def token_refused(self, now, error):
-        """The token provider could not get a token (e.g. the password was refused)."""
-        if self.state in LIVE_STATES:
-            self._fail(AuthenticationError(getattr(error, "code", "AUTH_FAILED"), str(error)))
-
-    def socket_opened(self, now):
+    def socket_opened(self, now: float) -> None:
         if self.state != CONNECTING:
             return
         self._conn.last_heard = now
@@ -592,7 +395,7 @@ class RealtimeProtocol:
         else:
             self._became_open(now)
 
-    def socket_refused(self, now, status, reason=""):
+    def socket_refused(self, now: float, status: int, reason: str = "") -> None:
         """The server answered the upgrade with an HTTP error instead of a WebSocket.
 
         401/403 mean the token (strict mode) or the page's origin was refused: retrying cannot
@@ -616,25 +419,24 @@ class RealtimeProtocol:
         )
         self._connection_lost(now, "HTTP %d" % status)
 
-    def socket_error(self, now, error=None):
+    def socket_error(self, now: float, error: "BaseException | None" = None) -> None:
         self._emit(ErrorOccurred(error if error is not None else ConnectionLost("socket error")))
 
-    def socket_closed(self, now, code=None, reason=""):
+    def socket_closed(self, now: float, code: "int | None" = None, reason: str = "") -> None:
         if self.state not in LIVE_STATES:
             return  # a socket we already gave up on
         self._emit(Closed(code, reason))
         self._connection_lost(now, "closed (code " + str(code) + ")")
 
-    def receive_text(self, text, now):
+    def receive_text(self, text: str, now: float) -> None:
         conn = self._conn
         if conn is None:
             return  # from a socket the machine has already given up on
-        self._now = now
         conn.last_heard = now
         conn.probe_sent = None
         message, problem = _decode(text)
-        if problem is not None:
-            self._emit(ErrorOccurred(InvalidFrame(problem)))
+        if message is None:
+            self._emit(ErrorOccurred(InvalidFrame(problem or "undecodable frame")))
             return
         kind = message.get("type")
         if kind == "ping":
@@ -655,52 +457,12 @@ class RealtimeProtocol:
         elif "uid" in message:
             self._on_reply(message, now)
 
-    def _learn_heartbeat(self, conn, now):
-        """Directus pings every WEBSOCKETS_HEARTBEAT_PERIOD; a server that pings more often
-        than ``heartbeat_period`` gets its dead connections noticed sooner."""
-        if conn.last_ping is not None:
-            interval = now - conn.last_ping
-            if 0.5 <= interval < self.heartbeat_period:
-                self._observed_period = interval
-        conn.last_ping = now
-
-    def _probe_at(self):
-        """When to ping Directus ourselves, or None.
-
-        The server's heartbeat alone finds a dead connection only after 1.5 periods (45 s by
-        default, until the real period has been seen twice). So when a reply is awaited, or
-        the period is not known yet, a silent connection is asked: a ping Directus must answer
-        with a pong within ``PONG_TIMEOUT``.
-        """
-        conn = self._conn
-        if conn.probe_sent is not None or not self.probes:
-            return None
-        if conn.requests:
-            return conn.last_heard + PROBE_WHEN_WAITING
-        if self._observed_period is None:
-            return conn.last_heard + PROBE_WHEN_UNSURE
-        return None
-
-    def _dead_at(self):
-        conn = self._conn
-        dead_at = conn.last_heard + self.liveness_period()
-        if conn.probe_sent is not None:
-            dead_at = min(dead_at, conn.probe_sent + PONG_TIMEOUT)
-        return dead_at
-
-    def liveness_period(self):
-        """Seconds of silence after which an open connection is taken for dead."""
-        period = self.heartbeat_period
-        if self._observed_period is not None and self._observed_period < period:
-            period = self._observed_period
-        return 1.5 * period
-
     # ----- time -----
 
-    def _deadlines(self):
+    def _deadlines(self) -> "list[tuple[float, Callable[[float], None]]]":
         """Every ``(time, action)`` the machine waits for, in the order ``tick()`` serves them
         when several have passed (a dead socket is dropped before it is probed)."""
-        deadlines = []
+        deadlines: list[tuple[float, Callable[[float], None]]] = []
         if self.state == RECONNECTING and self.retry_at is not None:
             deadlines.append((self.retry_at, self._open_socket))
         conn = self._conn
@@ -718,21 +480,21 @@ class RealtimeProtocol:
         for req in conn.requests.values():
             if req.deadline is not None:
                 deadlines.append((req.deadline, _bind(self._request_timed_out, req)))
-        for sub in self._subs.values():
-            if sub.reconcile is not None and sub.confirmed:
-                when = sub.reconcile.next_deadline()
-                if when is not None:
-                    deadlines.append((when, _bind(self._start_check, sub)))
+        flush_at = self._flush_at()
+        if flush_at is not None:
+            deadlines.append((flush_at, self._flush))
+        suspect_at = self._suspect_at()
+        if suspect_at is not None:
+            deadlines.append((suspect_at, self._resend_dropped))
         return deadlines
 
-    def tick(self, now):
+    def tick(self, now: float) -> None:
         """Act on every deadline that has passed: connect/request timeouts, liveness, retry.
 
         Each action moves or removes its own deadline, and may change what else is due (a
         timeout drops the socket and its requests' deadlines), so the list is made again
         after each one.
         """
-        self._now = now
         while True:
             due = None
             for when, action in self._deadlines():
@@ -743,468 +505,73 @@ class RealtimeProtocol:
                 return
             due(now)
 
-    def next_deadline(self):
+    def next_deadline(self) -> "float | None":
         """The earliest time at which ``tick()`` has something to do, or None."""
         times = [when for when, _ in self._deadlines()]
         return min(times) if times else None
 
-    def _connect_timed_out(self, now):
+    def _connect_timed_out(self, now: float) -> None:
         self._abort(now, RequestTimeout("Connection attempt timed out."), "connect timeout")
 
-    def _silent_too_long(self, now):
-        error = ConnectionLost(
-            "Nothing heard from Directus for %.1f s; reconnecting." % (now - self._conn.last_heard)
-        )
-        self._abort(now, error, "no heartbeat")
-
-    def _send_probe(self, now):
-        self._conn.probe_sent = now
-        self._send({"type": "ping", "uid": self._next_uid()})
-
-    def _request_timed_out(self, req, now):
-        heard_since = req.sent_at is not None and self._conn.last_heard > req.sent_at
-        if req.retry and req.attempts < self.request_attempts and not heard_since:
-            # Directus answers in milliseconds and this connection has been silent since: it
-            # is the likelier culprit. Reconnect; the request waits in the outbox and is sent
-            # again, which its idempotence makes safe. (A connection heard from since, e.g.
-            # by a liveness probe, is alive: a new one would get the same silence.)
-            error = RequestTimeout(
-                "No answer within %.0f s (attempt %d of %d); reconnecting to send it again."
-                % (req.timeout, req.attempts, self.request_attempts)
-            )
-            self._abort(now, error, "request timeout")
-            return
-        self._forget_request(req)
-        if req.attempts > 1:
-            why = "Directus did not answer in %d attempts of %.0f s each." % (
-                req.attempts,
-                req.timeout,
-            )
-        else:
-            why = "Directus did not answer within %.0f s." % req.timeout
-        self._emit(
-            RequestFailed(
-                req.key, RequestTimeout(why + " The request may still have been carried out.")
-            )
-        )
-
-    # ----- public commands -----
-
-    def send_message(self, message, now=None):
-        """Send ``message`` (dict or str) as is; a dict without ``uid`` gets one. Returns the uid.
-
-        Unlike the SDK this never throws while disconnected: the message waits in the outbox.
-        """
-        if isinstance(message, str):
-            if self.state == OPEN:
-                self._emit(SendText(message))
-                return None
-            raise ConnectionLost("Cannot send a raw string while disconnected.")
-        message = dict(message)
-        if "uid" not in message:
-            message["uid"] = self._next_uid()
-        if self.state == OPEN:
-            self._send(message)
-        else:
-            self._queue(_Request(None, message, None, False))
-        return message["uid"]
-
-    def subscribe(self, collection, event=None, query=None, uid=None, item=None, reconcile=None):
-        """Register a subscription; sent now when open, else on every (re)connect. Returns a key.
-
-        ``reconcile`` (a subscription to ``create`` events, or to all events, of a collection):
-        the name of the collection's creation timestamp field (``"date_created"``), or a dict
-        ``{"field", "every", "grace", "page"}``: check now and then for created items whose
-        event never came, and deliver them as ``create`` events (see ``_Reconciliation``).
-        """
-        reconciliation = _Reconciliation.of(reconcile)
-        if reconciliation is not None and (event not in (None, "create") or item is not None):
-            raise ValueError("reconcile finds missed create events: subscribe with event='create'")
-        message = {"type": "subscribe", "collection": collection}
-        if event is not None:
-            message["event"] = event
-        if query is not None:
-            message["query"] = query
-        if item is not None:
-            message["item"] = item
-        key = self._next_key()
-        sub = _Subscription(key, message, uid, reconciliation)
-        self._subs[key] = sub
-        if self.state == OPEN:
-            self._send_subscription(sub)
-        return key
-
-    def unsubscribe(self, key):
-        sub = self._subs.pop(key, None)
-        if sub is None:
-            return
-        if sub.uid is not None:
-            if self._conn is not None:
-                self._conn.subs_by_uid.pop(sub.uid, None)
-            if self.state == OPEN:
-                self._send({"type": "unsubscribe", "uid": sub.uid})
-        self._emit(SubscriptionEnded(key, None))
-
-    def request(self, message, timeout=None, retry=None, now=None):
-        """Send a request that expects one reply (``items``, ``auth``...). Returns a key.
-
-        The outcome arrives as ``RequestDone`` / ``RequestFailed`` with that key. While
-        disconnected it waits in the outbox (bounded: ``OutboxFull`` past ``outbox_limit``,
-        which also counts the requests in flight that would be sent again).
-        ``retry`` says whether a request whose reply was lost may be sent again (at most
-        ``request_attempts`` times in all); by default reads are, and creates whose items all
-        carry their own primary key (a second try then meets RECORD_NOT_UNIQUE, which counts
-        as success).
-        """
-        message = dict(message)
-        if retry is None:
-            retry = _is_idempotent(message)
-        req = _Request(self._next_key(), message, timeout or self.request_timeout, retry)
-        if self.state == OPEN and not (retry and self._waiting() >= self.outbox_limit):
-            self._send_request(req, now)
-        else:
-            self._queue(req)
-        return req.key
-
-    def outbox(self):
-        """The messages waiting for the connection, in order (to persist them, e.g.)."""
-        return [req.message for req in self._outbox]
-
-    def events(self):
+    def events(self) -> "list[Action | Report]":
         """Drain and return what happened since the last call, in order."""
         events, self._events = self._events, []
         return events
 
     # ----- internals -----
 
-    def _emit(self, event):
-        if isinstance(event, (RequestDone, RequestFailed)) and event.key in self._checks:
-            self._check_answered(self._checks.pop(event.key), event)
-            return
+    def _emit(self, event: "Action | Report") -> None:
         self._events.append(event)
 
-    def _set_state(self, state):
+    def _set_state(self, state: str) -> None:
         if state != self.state:
             previous, self.state = self.state, state
             self._emit(StateChanged(state, previous))
 
-    def _next_uid(self):
+    def _next_uid(self) -> str:
         self._uid += 1
         return str(self._uid)
 
-    def _next_key(self):
+    def _next_key(self) -> int:
         self._key += 1
         return self._key
 
-    def _send(self, message):
+    def _send(self, message: "dict[str, Any]") -> None:
+        if self.send_rate is not None:
+            self._tokens -= 1  # every frame counts against Directus's limiter
         self._emit(SendText(json.dumps(message, separators=(",", ":"))))
 
-    def _auth_credentials(self):
-        if self.access_token:
-            return {"access_token": self.access_token}
-        if self.refresh_token:
-            return {"refresh_token": self.refresh_token}
-        if self.email and self.password:
-            return {"email": self.email, "password": self.password}
-        return None
-
-    def _send_auth(self):
-        credentials = self._auth_credentials()
-        if credentials is None:
-            return
-        message = {"type": "auth"}
-        message.update(credentials)
-        self._send(message)
-
-    def _open_socket(self, now):
+    def _open_socket(self, now: float) -> None:
         self.retry_at = None
         self._conn = _Connection(now, self.connect_timeout)
         self._set_state(CONNECTING)
         token = self.access_token if self.auth_mode == "strict" else None
         self._emit(OpenSocket(websocket_url(self.url, self.ws_url, self.auth_mode, token)))
 
-    def _became_open(self, now):
+    def _became_open(self, now: float) -> None:
         self._conn.connect_deadline = None
         self._conn.opened_at = now
         self.ever_opened = True
         self._set_state(OPEN)
         self._emit(Opened())
+        self._subs_suspect_at = None
         for sub in self._subs.values():
             self._send_subscription(sub)
-        outbox, self._outbox = self._outbox, []
-        for req in outbox:
-            if req.key is None:  # a raw send_message
-                self._send(req.message)
-            else:
-                self._send_request(req, now)
+        self._flush(now)
 
-    def _send_subscription(self, sub):
-        subs_by_uid = self._conn.subs_by_uid
-        if sub.uid is not None:
-            subs_by_uid.pop(sub.uid, None)
-        sub.uid = sub.fixed_uid if sub.fixed_uid is not None else self._next_uid()
-        sub.confirmed = False
-        subs_by_uid[sub.uid] = sub
-        message = dict(sub.message)
-        message["uid"] = sub.uid
-        self._send(message)
+    # ----- losing the connection -----
 
-    def _send_request(self, req, now):
-        req.uid = self._next_uid()
-        req.attempts += 1
-        req.deadline = (now + req.timeout) if (now is not None and req.timeout) else None
-        req.sent_at = now
-        self._conn.requests[req.key] = req
-        self._conn.requests_by_uid[req.uid] = req
-        message = dict(req.message)
-        message["uid"] = req.uid
-        self._send(message)
-
-    def _waiting(self):
-        """What counts against ``outbox_limit``: the outbox, and the requests in flight that
-        a lost connection would put back into it."""
-        waiting = len(self._outbox)
-        if self._conn is not None:
-            for req in self._conn.requests.values():
-                if req.retry:
-                    waiting += 1
-        return waiting
-
-    def _queue(self, req):
-        if self._waiting() >= self.outbox_limit:
-            error = OutboxFull(
-                "%d requests are already waiting to be sent or answered; wait for them "
-                "before sending more." % self.outbox_limit
-            )
-            if req.key is None:
-                raise error
-            self._emit(RequestFailed(req.key, error))
-            return
-        self._outbox.append(req)
-
-    def _request_for(self, uid):
-        return self._conn.requests_by_uid.get(uid) if self._conn is not None else None
-
-    def _forget_request(self, req):
-        self._conn.requests.pop(req.key, None)
-        if req.uid is not None:
-            self._conn.requests_by_uid.pop(req.uid, None)
-
-    def _on_auth(self, message, now):
-        if message.get("status") == "ok" and message.get("refresh_token"):
-            self.refresh_token = message["refresh_token"]
-        req = self._request_for(message.get("uid"))
-        if req is not None:  # an auth the user sent with request()
-            if message.get("status") == "error":
-                self._on_request_error(req, DirectusError.from_reply(message), now)
-            else:
-                self._on_reply(message, now)
-            return
-        conn = self._conn
-        if message.get("status") == "ok":
-            if self.state == AUTHENTICATING:
-                self._became_open(now)
-            elif conn.reauthenticating:
-                conn.reauthenticating = False
-                # Events Directus emitted while our token was expired were replaced by
-                # FORBIDDEN errors: subscribe again, so each subscriber gets a fresh init and
-                # can read back what it missed.
-                for sub in self._subs.values():
-                    if sub.missed:
-                        sub.missed = False
-                        if sub.uid is not None:
-                            self._send({"type": "unsubscribe", "uid": sub.uid})
-                        self._send_subscription(sub)
-            return
-        if message.get("status") != "error":
-            return
-        error = DirectusError.from_reply(message)
-        if error.code == "TOKEN_EXPIRED" and self.state in (OPEN, AUTHENTICATING):
-            # Re-authenticate on the same socket: subscriptions stay as they are.
-            conn.reauthenticating = self.state == OPEN
-            if self.has_token_provider:
-                self._emit(ScheduleRefresh())
-                return
-            if self.refresh_token or (self.email and self.password):
-                self.access_token = None  # expired: fall back to the refresh token / login
-                self._send_auth()
-                return
-        if self.state == AUTHENTICATING or error.code == "AUTH_FAILED":
-            self._fail(AuthenticationError(error.code, error.message, message))
-            return
-        self._emit(ErrorOccurred(error))
-
-    def _on_subscription(self, message):
-        sub = self._conn.subs_by_uid.get(message.get("uid"))
-        if sub is None:
-            return  # an unsubscribed subscription's last words
-        if message.get("event") == "init":
-            sub.confirmed = True
-        rec = sub.reconcile
-        if rec is not None and message.get("event") == "init":
-            rec.subscribed(self._now)
-        elif rec is not None and isinstance(message.get("data"), list):
-            # Keyed by id: what a check delivered already is not delivered again.
-            data = [row for row in message["data"] if rec.delivered(row) or not _keyed(row)]
-            if not data and message.get("event") == "create":
-                return
-            if len(data) != len(message["data"]):
-                message = dict(message)
-                message["data"] = data
-        self._emit(SubscriptionMessage(sub.key, message))
-
-    # ----- reconciliation (_Reconciliation) -----
-
-    def _start_check(self, sub, now):
-        bound = sub.reconcile.start(now)
-        self._send_check(sub, bound, now)
-
-    def _send_check(self, sub, bound, now):
-        rec = sub.reconcile
-        read = {
-            "type": "items",
-            "collection": sub.message["collection"],
-            "action": "read",
-            "query": rec.query(sub.message.get("query"), bound),
-        }
-        req = _Request(self._next_key(), read, self.request_timeout, False)
-        req.reconciles = sub
-        rec.running = req.key
-        self._checks[req.key] = sub
-        self._send_request(req, now)
-
-    def _check_answered(self, sub, event):
-        rec = sub.reconcile
-        if self._subs.get(sub.key) is not sub or rec.running != event.key:
-            return  # unsubscribed meanwhile, or a check of an earlier connection
-        rows = event.reply.get("data") if isinstance(event, RequestDone) else None
-        if not isinstance(rows, list):
-            rec.finished()
-            return
-        if rec.learning:
-            rec.learned(rows[0].get(rec.field) if rows and isinstance(rows[0], dict) else None)
-            rec.finished()
-            return
-        fresh = [row for row in rows if rec.delivered(row)]
-        if fresh and sub.uid is not None:
-            message = {"type": "subscription", "event": "create", "data": fresh}
-            message["uid"] = sub.uid
-            message["reconciled"] = True
-            self._emit(SubscriptionMessage(sub.key, message))
-        last = rows[-1] if rows and isinstance(rows[-1], dict) else {}
-        more = len(rows) >= rec.page and last.get(rec.field) not in (None, rec.bound)
-        if more and self.state == OPEN:
-            rec.bound = last.get(rec.field)
-            self._send_check(sub, rec.bound, self._now)
-            return
-        rec.finished()
-
-    def _wrote(self, req, reply, now):
-        """An own create was answered: its event should come to the subscriptions that
-        reconcile its collection."""
-        message = req.message
-        if message.get("type") != "items" or message.get("action") != "create":
-            return
-        data = reply.get("data")
-        rows = data if isinstance(data, list) else [data]
-        for sub in self._subs.values():
-            if sub.reconcile is not None and sub.message["collection"] == message.get("collection"):
-                for row in rows:
-                    sub.reconcile.wrote(row, now)
-
-    def _on_reply(self, message, now):
-        req = self._request_for(message.get("uid"))
-        if req is None:
-            return
-        self._forget_request(req)
-        if req.followup is not None:
-            # The answer to a read we made after a retried create met RECORD_NOT_UNIQUE.
-            data = message.get("data")
-            if isinstance(req.followup, dict) and isinstance(data, list):
-                data = data[0] if data else req.followup
-            message = dict(message)
-            message["data"] = data
-        self._wrote(req, message, now)
-        self._emit(RequestDone(req.key, message))
-
-    def _on_error(self, message, now):
-        uid = message.get("uid")
-        error = DirectusError.from_reply(message)
-        conn = self._conn
-        if uid is not None:
-            req = conn.requests_by_uid.get(uid)
-            if req is not None:
-                self._on_request_error(req, error, now)
-                return
-            sub = conn.subs_by_uid.get(uid)
-            if sub is not None and sub.confirmed and conn.reauthenticating:
-                # An event that fell into the gap of an expired token: not the end of the
-                # subscription, which is sent again once the new token is accepted.
-                sub.missed = True
-                self._emit(ErrorOccurred(error))
-                return
-            if sub is not None:
-                self._end_subscription(sub, error)
-                return
-            # The uid is known to nobody (a request that already timed out, an unsubscribed
-            # subscription): never blame someone else for it.
-            self._emit(ErrorOccurred(error))
-            return
-        # Directus sends many errors (FORBIDDEN, INVALID_PAYLOAD...) without a uid. Blame the one
-        # request or unconfirmed subscription of that type that can have caused it; if there
-        # are several, nobody can tell, so report it and let the requests time out.
-        kind = message.get("type")
-        if kind == "subscribe":
-            candidates = [s for s in conn.subs_by_uid.values() if not s.confirmed]
-            if len(candidates) == 1:
-                self._end_subscription(candidates[0], error)
-                return
-        else:
-            candidates = [r for r in conn.requests.values() if r.message.get("type") == kind]
-            if kind is not None and len(candidates) == 1:
-                self._on_request_error(candidates[0], error, now)
-                return
-        self._emit(ErrorOccurred(error))
-
-    def _on_request_error(self, req, error, now):
-        self._forget_request(req)
-        if error.code == "RECORD_NOT_UNIQUE" and req.attempts > 1 and req.retry:
-            # Our earlier attempt did create the item; its reply was lost. Read it back, as
-            # a request of its own (with attempts of its own).
-            data = req.message.get("data")
-            read = {"type": "items", "collection": req.message.get("collection"), "action": "read"}
-            if isinstance(data, list):
-                read["ids"] = [row.get("id") for row in data]
-            else:
-                read["id"] = data.get("id")
-            if req.message.get("query"):
-                read["query"] = req.message["query"]
-            req.followup = data
-            req.message = read
-            req.attempts = 0
-            self._send_request(req, now)
-            return
-        self._emit(RequestFailed(req.key, error))
-
-    def _end_subscription(self, sub, error):
-        self._subs.pop(sub.key, None)
-        if self._conn is not None:
-            self._conn.subs_by_uid.pop(sub.uid, None)
-        self._emit(SubscriptionEnded(sub.key, error))
-
-    def _drop_connection(self, retry_requests):
+    def _drop_connection(self, retry_requests: bool) -> None:
         """Forget the socket: subscriptions wait for the next one, requests retry or fail."""
         conn, self._conn = self._conn, None
         for sub in self._subs.values():
             sub.uid = None
             sub.confirmed = False
-            if sub.reconcile is not None:
-                sub.reconcile.stopped()
         if conn is None:
             return
         retried = []
         for req in sorted(conn.requests.values(), key=lambda r: r.key):
-            if retry_requests and req.retry and req.attempts < self.request_attempts:
+            if retry_requests and req.retry and req.attempts - req.dropped < self.request_attempts:
                 req.uid = None
                 req.deadline = None
                 retried.append(req)
@@ -1220,7 +587,7 @@ class RealtimeProtocol:
             )
         self._outbox = retried + self._outbox
 
-    def _abort(self, now, error, reason):
+    def _abort(self, now: float, error: BaseException, reason: str) -> None:
         """Give up on a socket the transport still holds: close it, then as if it had closed."""
         self._emit(ErrorOccurred(error))
         self._emit(CloseSocket(reason))
@@ -1228,7 +595,7 @@ class RealtimeProtocol:
             self._emit(Closed(None, reason))
         self._connection_lost(now, reason)
 
-    def _connection_lost(self, now, why):
+    def _connection_lost(self, now: float, why: str) -> None:
         """After any lost socket: retry the requests that may be, then schedule a reconnect."""
         conn = self._conn
         if conn is not None and conn.opened_at is not None:
@@ -1237,8 +604,9 @@ class RealtimeProtocol:
                 # shorter than ``stable_after``): the backoff starts over.
                 self.attempt = 0
         self._drop_connection(retry_requests=True)
-        if self.reconnect is False or self.reconnect.exhausted(self.attempt):
-            if self.reconnect is False:
+        backoff = self.reconnect
+        if not isinstance(backoff, Backoff) or backoff.exhausted(self.attempt):
+            if not isinstance(backoff, Backoff):
                 message = "The connection closed (" + why + ") and reconnect is off."
             else:
                 message = "Gave up after %d attempts to reconnect." % self.attempt
@@ -1247,12 +615,12 @@ class RealtimeProtocol:
         if not self.online:
             self._set_state(OFFLINE)
             return
-        delay = self.reconnect.wait(self.attempt)
+        delay = backoff.wait(self.attempt)
         self.attempt += 1
         self.retry_at = now + delay
         self._set_state(RECONNECTING)
 
-    def _fail(self, error, socket_open=True):
+    def _fail(self, error: BaseException, socket_open: bool = True) -> None:
         """Give up until the user acts (new credentials, or connect() again)."""
         was_connected = socket_open and self.state in LIVE_STATES
         self._drop_connection(retry_requests=True)
@@ -1264,7 +632,7 @@ class RealtimeProtocol:
         self._set_state(FAILED)
         self._end_everything(error)
 
-    def _end_everything(self, error):
+    def _end_everything(self, error: BaseException) -> None:
         for key in list(self._subs):
             self._emit(SubscriptionEnded(key, error))
         self._subs = {}
@@ -1274,16 +642,14 @@ class RealtimeProtocol:
         self._outbox = []
 
 
-def _bind(method, req):
+def _bind(
+    method: "Callable[[_Request, float], None]", req: "_Request"
+) -> "Callable[[float], None]":
     """``method(req, now)`` as an action of ``now`` (MicroPython has no functools.partial)."""
     return lambda now: method(req, now)
 
 
-def _keyed(row):
-    return isinstance(row, dict) and row.get("id") is not None
-
-
-def _decode(text):
+def _decode(text: str) -> "tuple[dict[str, Any] | None, str | None]":
     """``(message, None)`` for a Directus message, else ``(None, why)``: whatever a frame
     holds, the machine reports it and goes on."""
     try:
@@ -1300,21 +666,8 @@ def _decode(text):
     return message, None
 
 
-def _preview(text):
+def _preview(text: "Any") -> str:
     try:
         return str(text[:200])
     except Exception:
         return "<%s>" % type(text).__name__
-
-
-def _is_idempotent(message):
-    if message.get("type") != "items":
-        return False
-    action = message.get("action")
-    if action == "read":
-        return True
-    if action == "create":
-        data = message.get("data")
-        rows = data if isinstance(data, list) else [data]
-        return bool(rows) and all(isinstance(row, dict) and row.get("id") for row in rows)
-    return False

@@ -14,10 +14,16 @@ import sys
 
 from .errors import DirectusError, RealtimeError
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 _patched = False
 
 
-def _ensure_http():
+def _ensure_http() -> None:
     global _patched
     if not _patched and sys.platform == "emscripten":
         import pyodide_http
@@ -26,7 +32,7 @@ def _ensure_http():
     _patched = True
 
 
-def headers_for(body=None, token=None) -> dict:
+def headers_for(body: object = None, token: "str | None" = None) -> "dict[str, str]":
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = "application/json"
@@ -35,7 +41,7 @@ def headers_for(body=None, token=None) -> dict:
     return headers
 
 
-def answer(status: int, raw):
+def answer(status: int, raw: "str | bytes | None") -> "Any":
     """Directus's answer: its ``data``, or ``DirectusError`` with its code and message."""
     if status >= 400:
         try:
@@ -50,7 +56,14 @@ def answer(status: int, raw):
     return json.loads(raw).get("data") if raw else None
 
 
-def rest(url: str, method: str, path: str, body=None, token=None, timeout: float = 10.0):
+def rest(
+    url: str,
+    method: str,
+    path: str,
+    body: object = None,
+    token: "str | None" = None,
+    timeout: float = 10.0,
+) -> "Any":
     """Call Directus's REST API over ``urllib``; returns the ``data`` of the answer."""
     import urllib.error
     import urllib.request
@@ -69,7 +82,14 @@ def rest(url: str, method: str, path: str, body=None, token=None, timeout: float
         raise RealtimeError("Could not reach Directus at " + url + ": " + str(error)) from None
 
 
-async def rest_async(http, url: str, method: str, path: str, body=None, token=None):
+async def rest_async(
+    http: "Callable[..., Any]",
+    url: str,
+    method: str,
+    path: str,
+    body: object = None,
+    token: "str | None" = None,
+) -> "Any":
     """``rest()`` over an async ``http(url, method, headers, body) -> (status, text)``."""
     try:
         status, raw = await http(
@@ -90,36 +110,44 @@ class TokenSession:
     the module's docstring).
     """
 
-    def __init__(self, url: str, email: str, password: str, http=None) -> None:
+    def __init__(
+        self, url: str, email: str, password: str, http: "Callable[..., Any] | None" = None
+    ) -> None:
         self.url = url
         self._email = email
         self._password = password
         self._http = http
-        self.access_token = None
-        self.refresh_token = None
+        self.access_token = None  # type: str | None
+        self.refresh_token = None  # type: str | None
 
     async def login(self) -> str:
         """``POST /auth/login``."""
         body = {"email": self._email, "password": self._password, "mode": "json"}
-        self._keep(await self._post("/auth/login", body))
-        return self.access_token
+        return self._keep(await self._post("/auth/login", body))
 
     async def token(self) -> str:
         """A fresh access token: refreshed when we have a refresh token, else a new login."""
         if self.refresh_token:
             try:
                 body = {"refresh_token": self.refresh_token, "mode": "json"}
-                self._keep(await self._post("/auth/refresh", body))
-                return self.access_token
+                return self._keep(await self._post("/auth/refresh", body))
             except DirectusError:
                 pass  # the refresh token expired too: log in again
         return await self.login()
 
-    async def _post(self, path: str, body: dict):
+    async def _post(self, path: str, body: "dict[str, Any]") -> "Any":
         if self._http is None:
             return rest(self.url, "POST", path, body)
         return await rest_async(self._http, self.url, "POST", path, body)
 
-    def _keep(self, answer: dict) -> None:
-        self.access_token = answer["access_token"]
-        self.refresh_token = answer.get("refresh_token")
+    def _keep(self, answer: object) -> str:
+        """Keep the tokens of a login or refresh answer; returns the access token."""
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise DirectusError(
+                "NO_TOKEN", "Directus answered without an access token; check its auth settings."
+            )
+        self.access_token = token
+        refresh = answer.get("refresh_token") if isinstance(answer, dict) else None
+        self.refresh_token = refresh if isinstance(refresh, str) else None
+        return token
