@@ -31,12 +31,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib.util
-import json
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -356,8 +353,7 @@ class Writer(threading.Thread):
         give_up: float = 90.0,
     ) -> None:
         super().__init__(name=f"writer-{marker}", daemon=True)
-        self.url = url.rstrip("/")
-        self.token = token
+        self.api = DirectusAPI(url, token, timeout=5)
         self.user = user
         self.interval = 1.0 / rate
         self.give_up = give_up
@@ -415,25 +411,14 @@ class Writer(threading.Thread):
                 return False
 
     def _post(self, item: dict[str, str]) -> str:
-        request = urllib.request.Request(
-            self.url + "/items/messages?fields=id",
-            data=json.dumps(item).encode(),
-            method="POST",
-            headers={"Authorization": "Bearer " + self.token, "Content-Type": "application/json"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                data = json.loads(response.read()).get("data") or {}
-                return "stored" if data.get("id") == item["id"] else f"odd answer {data}"
-        except urllib.error.HTTPError as error:
-            try:
-                errors = json.loads(error.read() or b"{}").get("errors") or [{}]
-                code = (errors[0].get("extensions") or {}).get("code")
-            except ValueError:
-                code = None
-            return code or f"HTTP {error.code}"
+            response = self.api.request("POST", "/items/messages", item, params={"fields": "id"})
         except (OSError, ValueError) as error:  # refused, reset, timeout, a cut-off body
             return f"{type(error).__name__}: {error}"
+        if response.status >= 400:
+            return next(iter(response.error_codes), "") or f"HTTP {response.status}"
+        data = response.data or {}
+        return "stored" if data.get("id") == item["id"] else f"odd answer {response.body}"
 
     def describe(self) -> str:
         return (
