@@ -5,7 +5,9 @@ Whatever does not depend on the API lives here: how Chromium is launched, the ti
 scripts installed in every page before its own, and ``PageRecord``, which records what a page
 did from Playwright's events (console, page errors, requests, WebSocket frames, dialogs) and
 answers questions about it without touching the page. The two conftests add thin shells over it:
-the few methods that wait on the page, synchronously in e2e, awaited in faults.
+the few methods that wait on the page, synchronously in e2e, awaited in faults. What those
+methods ask of the page (its scripts, the URL, how long to poll) is ``PageProbeCore``'s, so the
+shells differ only in ``await``.
 
 A failed test's report carries what was remembered with ``report_on_failure`` (the console of
 each page it opened, the log of each server it used); tests/conftest.py's hook adds them.
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,6 +239,98 @@ class PageRecord:
                 f"sent={len(record.sent)} received={len(record.received)} closed={closed}"
             )
         return "\n".join(lines)
+
+
+# ----- what the tests ask of a page ---------------------------------------------------------
+
+# Connected and subscribed (the subscription's init arrived).
+READY_JS = """() => document.querySelector('#status')?.dataset.state === 'connected'
+    && document.body?.dataset.subscribed === 'true'"""
+# ... and the first catch-up read done.
+CAUGHT_UP_JS = READY_JS + " && document.body?.dataset.history === 'true'"
+
+STATE_JS = "document.querySelector('#status').dataset.state"
+STATES_JS = "window.__states || []"
+
+MESSAGE_ROWS = "#messages li.message"
+IDS_JS = "rows => rows.map(row => row.dataset.id)"
+ROWS_JS = """rows => rows.map(row => ({
+    id: row.dataset.id,
+    user: row.querySelector('.user')?.textContent,
+    text: row.querySelector('.text')?.textContent,
+    time: row.querySelector('time') ? row.querySelector('time').dateTime : null,
+}))"""
+RENDERED_ID_JS = """id => [...document.querySelectorAll('#messages li.message')]
+    .some(row => row.dataset.id === id)"""
+
+# Awaits window.create_item(...args): {ok, value}, or {ok: false, isError, message}.
+CREATE_JS = """async (args) => {
+    try {
+        return {ok: true, value: await window.create_item(...args)};
+    } catch (error) {
+        return {ok: false, isError: error instanceof Error,
+                message: String(error && error.message)};
+    }
+}"""
+
+# Calls window.create_item(text, user) without awaiting it; the outcome lands in
+# window.__creates[label]. Returns the page's status at the call.
+FIRE_CREATE_JS = """([label, text, user]) => {
+    window.__creates = window.__creates || {};
+    const state = document.querySelector('#status').dataset.state;
+    const entry = window.__creates[label] = {state, at: Date.now(), done: false};
+    const pick = (v, k) => v instanceof Map ? v.get(k) : (v ? v[k] : undefined);
+    window.create_item(text, user).then(
+        value => Object.assign(entry, {done: true, ok: true, id: pick(value, 'id'),
+                                       text: pick(value, 'text'), end: Date.now()}),
+        error => Object.assign(entry, {done: true, ok: false,
+                                       error: String(error && error.message),
+                                       end: Date.now()}));
+    return state;
+}"""
+CREATES_JS = "window.__creates || {}"
+
+POLL_STEP_MS = 50
+
+
+class PageProbeCore(PageRecord):
+    """What the tests ask of a page, apart from how Playwright is called. The sync shell
+    (tests/e2e/conftest.py) and the async one (tests/faults/conftest.py) each have the same
+    methods, every one a single Playwright call with what is defined here:
+
+    - ``goto(app_url, **query)``: open the page with these query parameters;
+    - ``wait_ready(timeout, caught_up)``: connected and subscribed, and with ``caught_up`` the
+      first catch-up read done too;
+    - ``wait_until(condition, timeout, what)``: poll a condition on the record;
+    - ``state()``, ``states()`` (every ``#status[data-state]`` change with the page's
+      Date.now(), when the context has ``spy_states``), ``ids()``, ``rendered()``,
+      ``wait_rendered(item_id)``;
+    - ``create_item(*args)`` (awaits it in the page), ``fire_create(label, text, user)`` (does
+      not), ``creates()`` (the outcomes of the fired ones).
+    """
+
+    @staticmethod
+    def url(app_url: str, **query: str) -> str:
+        return app_url + ("?" + urllib.parse.urlencode(query) if query else "")
+
+    @staticmethod
+    def ready_js(caught_up: bool) -> str:
+        return CAUGHT_UP_JS if caught_up else READY_JS
+
+    @staticmethod
+    def as_states(entries: list[list[Any]]) -> list[tuple[float, str]]:
+        return [(entry[0], entry[1]) for entry in entries]
+
+    @staticmethod
+    def polling(condition: Callable[[], Any], timeout: float, what: str) -> Iterator[int]:
+        """The pauses (ms) to take until ``condition()`` holds; fails after ``timeout`` ms.
+        Playwright delivers the page's events during those pauses, so the record grows."""
+        waited = 0.0
+        while not condition():
+            if waited >= timeout:
+                raise AssertionError(f"timed out after {timeout:.0f} ms waiting for {what}")
+            yield POLL_STEP_MS
+            waited += POLL_STEP_MS
 
 
 # ----- reports of failed tests ---------------------------------------------------------------

@@ -4,14 +4,13 @@ served by the local stack and a real Directus.
 - ``stack`` (from tests/conftest.py): the local stack's var/stack.json, started on demand.
 - ``browser``: one headless Chromium per session.
 - ``open_page``: a factory; every call opens a page in a fresh browser context and returns a
-  ``PageProbe`` (tests/browser.py's ``PageRecord``: console, requests, websockets with frames,
-  dialogs) with the page's own helpers. When a test fails, the console of each of its pages is
-  added to the report.
+  ``PageProbe``, the sync shell of tests/browser.py's ``PageProbeCore`` (what the page did:
+  console, requests, websockets with frames, dialogs; and what the tests ask of it). When a
+  test fails, the console of each of its pages is added to the report.
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,71 +19,62 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from tests.browser import (
     BOOT_TIMEOUT_MS,
+    CREATE_JS,
+    CREATES_JS,
+    FIRE_CREATE_JS,
+    IDS_JS,
     LAUNCH_OPTIONS,
+    MESSAGE_ROWS,
+    RENDERED_ID_JS,
+    ROWS_JS,
+    STATE_JS,
+    STATES_JS,
     STEP_TIMEOUT_MS,
-    PageRecord,
+    PageProbeCore,
     init_scripts,
 )
 
 
-class PageProbe(PageRecord):
-    """A page plus everything it did, and what the e2e tests ask of it (sync API)."""
+class PageProbe(PageProbeCore):
+    """The sync shell of tests/browser.py's ``PageProbeCore`` (the methods are described there).
+    ``wait_ready`` does not wait for the catch-up read unless asked: the e2e tests that need it
+    wait for ``body[data-history]`` themselves."""
 
     def goto(self, app_url: str, **query: str) -> None:
-        url = app_url
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        self.page.goto(url, wait_until="domcontentloaded")
+        self.page.goto(self.url(app_url, **query), wait_until="domcontentloaded")
 
-    def wait_ready(self, timeout: float = BOOT_TIMEOUT_MS) -> None:
-        """Connected and subscribed (the subscription's init arrived)."""
-        self.page.wait_for_selector('#status[data-state="connected"]', timeout=timeout)
-        self.page.wait_for_selector('body[data-subscribed="true"]', timeout=timeout)
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT_MS, caught_up: bool = False) -> None:
+        self.page.wait_for_function(self.ready_js(caught_up), timeout=timeout)
 
     def wait_until(
         self, condition: Callable[[], Any], timeout: float = STEP_TIMEOUT_MS, what: str = ""
     ) -> None:
-        """Wait for a condition on recorded events (Playwright delivers events while it waits)."""
-        waited = 0.0
-        while not condition():
-            if waited >= timeout:
-                raise AssertionError(f"timed out after {timeout:.0f} ms waiting for {what}")
-            self.page.wait_for_timeout(50)
-            waited += 50
+        for pause in self.polling(condition, timeout, what):
+            self.page.wait_for_timeout(pause)
 
-    def create_item(self, *args: Any) -> dict:
-        """``window.create_item(*args)``: {ok, value}, or {ok: false, isError, message}."""
-        return self.page.evaluate(
-            """async (args) => {
-                try {
-                    return {ok: true, value: await window.create_item(...args)};
-                } catch (error) {
-                    return {ok: false, isError: error instanceof Error,
-                            message: String(error && error.message)};
-                }
-            }""",
-            list(args),
-        )
+    def state(self) -> str:
+        return self.page.evaluate(STATE_JS)
+
+    def states(self) -> list[tuple[float, str]]:
+        return self.as_states(self.page.evaluate(STATES_JS))
+
+    def ids(self) -> list[str]:
+        return self.page.eval_on_selector_all(MESSAGE_ROWS, IDS_JS)
 
     def rendered(self) -> list[dict[str, str]]:
-        """Every li.message in #messages, in document order."""
-        return self.page.eval_on_selector_all(
-            "#messages li.message",
-            """rows => rows.map(row => ({
-                id: row.dataset.id,
-                user: row.querySelector('.user')?.textContent,
-                text: row.querySelector('.text')?.textContent,
-                time: row.querySelector('time') ? row.querySelector('time').dateTime : null,
-            }))""",
-        )
+        return self.page.eval_on_selector_all(MESSAGE_ROWS, ROWS_JS)
 
     def wait_rendered(self, item_id: str, timeout: float = STEP_TIMEOUT_MS) -> None:
-        self.page.wait_for_function(
-            "id => [...document.querySelectorAll('#messages li.message')]"
-            ".some(row => row.dataset.id === id)",
-            arg=item_id,
-            timeout=timeout,
-        )
+        self.page.wait_for_function(RENDERED_ID_JS, arg=item_id, timeout=timeout)
+
+    def create_item(self, *args: Any) -> dict:
+        return self.page.evaluate(CREATE_JS, list(args))
+
+    def fire_create(self, label: str, text: str, user: str) -> str:
+        return self.page.evaluate(FIRE_CREATE_JS, [label, text, user])
+
+    def creates(self) -> dict[str, dict]:
+        return self.page.evaluate(CREATES_JS)
 
 
 # ----- the browser -----
@@ -110,13 +100,16 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def open_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator:
-    """``open_page(name, spy_sockets=False) -> PageProbe``: a page in its own context."""
+    """``open_page(name, spy_sockets=False, spy_states=False) -> PageProbe``: a page in its own
+    context."""
     probes: list[PageProbe] = []
 
-    def factory(name: str = "page", *, spy_sockets: bool = False) -> PageProbe:
+    def factory(
+        name: str = "page", *, spy_sockets: bool = False, spy_states: bool = False
+    ) -> PageProbe:
         context = browser.new_context()
         context.set_default_timeout(STEP_TIMEOUT_MS)
-        for script in init_scripts(spy_sockets=spy_sockets):
+        for script in init_scripts(spy_sockets=spy_sockets, spy_states=spy_states):
             context.add_init_script(script)
         probe = PageProbe(name, context, context.new_page())
         probe.attach(request.node)

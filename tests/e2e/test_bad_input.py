@@ -1,5 +1,5 @@
-"""The page against bad input (issue 14, "a bad-input suite for the page"): query parameters,
-saved values and server frames of the wrong shape, and huge ones.
+"""The page against bad input: query parameters, saved values and server frames of the wrong
+shape, and huge ones.
 
 For every input the page must end in a named state: ``#status[data-state]`` is ``connected``
 (subscribed), or ``error`` with a reason on screen (the problem screen, or a reason in the
@@ -171,7 +171,9 @@ QUERIES = [
     ("query", "expected", "secret_values"),
     [pytest.param(q, e, s, id=label) for label, q, e, s in QUERIES],
 )
-def test_query_parameter(open_page, stack, query, expected, secret_values):
+def test_a_bad_query_parameter_ends_in_a_named_state_and_hides_secrets(
+    open_page, stack, query, expected, secret_values
+):
     probe = open_with(open_page, stack, query)
     state = assert_sane_end(probe, secret_values)
     if expected is not None:
@@ -179,8 +181,8 @@ def test_query_parameter(open_page, stack, query, expected, secret_values):
 
 
 def test_history_minus_one_reads_in_bounded_pages(open_page, stack):
-    """``?history=-1`` once read the whole collection in one request (limit -1): every read the
-    page sends asks for 1 to 1,001 items (one page, plus one to see a shared date)."""
+    """``?history=-1`` must not read the whole collection in one request (limit -1): every read
+    the page sends asks for 1 to 1,001 items (one page, plus one to see a shared date)."""
     probe = open_with(open_page, stack, "?history=-1")
     assert assert_sane_end(probe) == "connected"
 
@@ -223,7 +225,9 @@ SAVED = [
 @pytest.mark.parametrize(
     ("local", "session"), [pytest.param(lo, se, id=label) for label, lo, se in SAVED]
 )
-def test_saved_value(open_page, stack, local, session):
+def test_a_saved_value_of_the_wrong_shape_is_dropped_and_the_page_connects(
+    open_page, stack, local, session
+):
     """A saved value of the wrong shape is dropped (with a console note): the page connects to
     the local stack as if it were not there."""
     probe = open_with(open_page, stack, local=local, session=session)
@@ -259,7 +263,9 @@ FRAMES = [
 
 
 @pytest.mark.parametrize("frame", FRAMES)
-def test_server_frame_of_the_wrong_shape(open_page, stack, frame):
+def test_a_server_frame_of_the_wrong_shape_leaves_the_page_connected_on_its_socket(
+    open_page, stack, frame
+):
     """The frame goes to the page on its real socket to the real Directus, between real ones:
     the page stays connected on the same socket and shows a message created afterwards."""
     probe = open_page("page")

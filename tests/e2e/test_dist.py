@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from stack import build, directus, procs
+from stack.api import DirectusAPI
 from tests.browser import BOOT_TIMEOUT_MS, STEP_TIMEOUT_MS, report_on_failure
 from tests.engines import Engine, missing
 from tests.pools import reserve_port
@@ -152,23 +153,13 @@ def open_dist(open_page, site: dict, stack: dict, path: str = "", name: str = "d
 
 
 def rest_create(url: str, token: str, item: dict) -> dict:
-    request = urllib.request.Request(
-        url + "/items/messages",
-        data=json.dumps(item).encode(),
-        method="POST",
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
+    return DirectusAPI(url, token).post("/items/messages", item)
 
 
 def rows_with(url: str, token: str, text: str) -> list:
-    query = urllib.parse.urlencode({"filter[text][_eq]": text, "fields": "id"})
-    request = urllib.request.Request(
-        f"{url}/items/messages?{query}", headers={"Authorization": "Bearer " + token}
+    return DirectusAPI(url, token).get(
+        "/items/messages", filter={"text": {"_eq": text}}, fields=["id"]
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
 
 
 # ----- what make dist writes -----

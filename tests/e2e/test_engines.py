@@ -15,17 +15,16 @@ property (never asserted).
 
 from __future__ import annotations
 
-import json
 import secrets
 import socket
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
+from stack.api import DirectusAPI
 from tests.engines import Engine, missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -70,20 +69,12 @@ def unique(text: str) -> str:
     return f"{text} [engines {secrets.token_hex(4)}]"
 
 
-def rest(stack: dict, method: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        stack["directus_url"] + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"Authorization": "Bearer " + stack["token"], "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
+def api(stack: dict) -> DirectusAPI:
+    return DirectusAPI(stack["directus_url"], stack["token"])
 
 
 def stored_with(stack: dict, text: str) -> list:
-    query = urllib.parse.urlencode({"filter[text][_eq]": text, "fields": "id"})
-    return rest(stack, "GET", "/items/messages?" + query)
+    return api(stack).get("/items/messages", filter={"text": {"_eq": text}}, fields=["id"])
 
 
 def wait_subscribed(page, timeout: float = BOOT_S) -> None:
@@ -206,7 +197,7 @@ def test_the_guide_flow(engine, session, stack, record_property):
     assert sorted(stored["id"] for stored in stored_with(stack, created[1]["text"])) == [ids[1]]
 
     # another client's message, over REST
-    other = rest(stack, "POST", "/items/messages", {"text": unique("over REST"), "user": "REST"})
+    other = api(stack).post("/items/messages", {"text": unique("over REST"), "user": "REST"})
     wait_rendered(page, other["id"])
     row = page.run(
         "const row = document.querySelector(`#messages li.message[data-id='${args[0]}']`);"

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from stack import credentials, directus, serve
+from stack.api import DirectusAPI
 from stack.provision import provision
 from tests.pools import reserve_port
 
@@ -90,13 +90,7 @@ def test_the_counter_counts_every_page_s_clicks(open_page, provisioned):
     for probe in (a, b):
         wait_total(probe, start + 3)
 
-    request = urllib.request.Request(
-        stack["directus_url"] + "/items/clicks",
-        data=json.dumps({}).encode(),
-        method="POST",
-        headers={"Authorization": "Bearer " + stack["token"], "Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).close()
+    DirectusAPI(stack["directus_url"], stack["token"]).post("/items/clicks", {})
     for probe in (a, b):
         wait_total(probe, start + 4)
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from stack.api import DirectusAPI
 from tests.engines import Engine, missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -62,13 +63,9 @@ def engine(request, playwright, browser, tmp_path_factory) -> Iterator[Engine]:
 
 
 def stored_with(stack: dict, text: str) -> list:
-    query = urllib.parse.urlencode({"filter[text][_eq]": text, "fields": "id"})
-    request = urllib.request.Request(
-        stack["directus_url"] + "/items/messages?" + query,
-        headers={"Authorization": "Bearer " + stack["token"]},
+    return DirectusAPI(stack["directus_url"], stack["token"]).get(
+        "/items/messages", filter={"text": {"_eq": text}}, fields=["id"]
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
 
 
 def wait_subscribed(page, timeout: float = BOOT_S) -> None:

@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 
 import pytest
 
 from directus_realtime.protocol import Backoff
+from stack.api import DirectusAPI
 from tests.browser import BOOT_TIMEOUT_MS, STEP_TIMEOUT_MS
 from tests.e2e.pages import PYODIDE, ready_page
 
@@ -39,17 +39,7 @@ def unique(text: str) -> str:
 
 def rest_create(stack: dict, item: dict) -> dict:
     """POST {directus_url}/items/messages with the demo user's static token."""
-    request = urllib.request.Request(
-        stack["directus_url"].rstrip("/") + "/items/messages",
-        data=json.dumps(item).encode(),
-        method="POST",
-        headers={
-            "Authorization": "Bearer " + stack["token"],
-            "Content-Type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
+    return DirectusAPI(stack["directus_url"], stack["token"]).post("/items/messages", item)
 
 
 def ids_in_order(probe, wanted: list[str]) -> list[str]:

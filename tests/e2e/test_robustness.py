@@ -1,14 +1,13 @@
-"""Issue 14's page defects that a browser shows against the local stack, each with the test that
-failed on the page before the fix (d97ba1e) and passes now:
+"""How the page recovers from bad settings it is given, in a browser against the local stack:
 
-- item 2: a Directus URL without a scheme, or with a port that cannot be, gets a problem screen
-  that names it (it hung in "Starting Python…" / "Connecting…"), and the token leaves the
-  address bar within seconds (it stayed).
-- item 3: a corrupt saved outbox is dropped with a console warning; the page connects,
-  ``create_item`` works, and a write queued afterwards still survives a reload (start-up
-  raised a TypeError, shown as a Python traceback, and later saves failed).
+- a Directus URL without a scheme, or with a port that cannot be, gets a problem screen that
+  names it (instead of hanging in "Starting Python…" / "Connecting…"), and the token leaves the
+  address bar within seconds;
+- a corrupt saved outbox is dropped with a console warning; the page connects, ``create_item``
+  works, and a write queued afterwards still survives a reload (instead of a TypeError at
+  start-up shown as a Python traceback, and failing saves later).
 
-Items 1, 5 and 9 need a Directus or a network the test controls: tests/faults/test_page_faults.py.
+What needs a Directus or a network the test controls is in tests/faults/test_page_faults.py.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 OUTBOX_JS = f"localStorage.getItem('{OUTBOX_KEY}')"
 
 
-# ----- item 2: a URL that cannot work ----------------------------------------------------------
+# ----- a URL that cannot work -----------------------------------------------------------------
 
 BAD_URLS = [
     pytest.param("127.0.0.1:8055", id="no scheme"),
@@ -51,7 +50,7 @@ def test_a_bad_url_gets_a_problem_screen_naming_it_and_the_token_leaves(open_pag
     assert assert_sane_end(probe, (secret,)) == "error"
 
 
-# ----- item 3: a corrupt saved outbox ----------------------------------------------------------
+# ----- a corrupt saved outbox -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("saved", ['{"a":1}', "[1,2,3]"])

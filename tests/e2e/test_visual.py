@@ -19,11 +19,9 @@ the test's temporary folder, named in the message.
 from __future__ import annotations
 
 import io
-import json
 import os
 import sqlite3
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from stack import directus, procs
+from stack.api import DirectusAPI
 from tests.engines import Engine, missing
 from tests.pools import reserve_port
 
@@ -78,17 +77,9 @@ def visual_directus(stack, tmp_path_factory) -> Iterator[str]:
         reserve_port(PORTS), db, {"CORS_ORIGIN": cors}, log_file=tmp / "directus.log"
     )
     try:
+        api = DirectusAPI(server.url, stack["token"])
         for item in messages():  # (one by one: their date_created keeps their order)
-            request = urllib.request.Request(
-                server.url + "/items/messages",
-                data=json.dumps(item).encode(),
-                method="POST",
-                headers={
-                    "Authorization": "Bearer " + stack["token"],
-                    "Content-Type": "application/json",
-                },
-            )
-            urllib.request.urlopen(request, timeout=10).close()
+            api.post("/items/messages", item)
         yield server.url
     finally:
         directus.stop(server)

@@ -8,10 +8,10 @@ the whole session and a second Playwright cannot run in that thread while it liv
 - ``loop`` (session): ``loop.run(coroutine, timeout)`` runs a coroutine there and returns its
   result (cancelled and failed after ``timeout``).
 - ``browser`` (session): one headless Chromium (Debian's), launched on that loop.
-- ``open_page`` (function): async factory ``await open_page(name)`` -> ``PageProbe``, a page in a
-  fresh browser context that records console, page errors, WebSocket frames (tests/browser.py's
-  ``PageRecord``) and every ``#status[data-state]`` change with its wall-clock time (a
-  MutationObserver in the page).
+- ``open_page`` (function): async factory ``await open_page(name)`` -> ``PageProbe``, the async
+  shell of tests/browser.py's ``PageProbeCore``: a page in a fresh browser context that records
+  console, page errors, WebSocket frames and every ``#status[data-state]`` change with its
+  wall-clock time (a MutationObserver in the page).
 - ``crash_directus``, ``proxied_directus``, ``short_ttl_directus`` (module): extra Directus
   instances (``FaultDirectus``) on copies of the main database, ports 8200-8249, with CORS for
   the page server's origin; all the collected tests need are started at once, in the background.
@@ -31,13 +31,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib.util
-import json
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -53,9 +49,18 @@ from stack import directus, procs
 from stack.api import DirectusAPI
 from tests.browser import (
     BOOT_TIMEOUT_MS,
+    CREATE_JS,
+    CREATES_JS,
+    FIRE_CREATE_JS,
+    IDS_JS,
     LAUNCH_OPTIONS,
+    MESSAGE_ROWS,
+    RENDERED_ID_JS,
+    ROWS_JS,
+    STATE_JS,
+    STATES_JS,
     STEP_TIMEOUT_MS,
-    PageRecord,
+    PageProbeCore,
     init_scripts,
     report_on_failure,
 )
@@ -144,56 +149,47 @@ def browser(loop: BackgroundLoop) -> Iterator[Browser]:
 # ----- pages --------------------------------------------------------------------------------
 
 
-class PageProbe(PageRecord):
-    """A page plus everything it did (tests/browser.py), and what the scenarios ask of it; every
-    ``#status[data-state]`` change is in ``await states()`` with the page's Date.now()."""
+class PageProbe(PageProbeCore):
+    """The async shell of tests/browser.py's ``PageProbeCore`` (the methods are described there).
+    ``wait_ready`` waits for the first catch-up read too: every scenario counts rows after it."""
 
-    async def open(self, app_url: str, **query: str) -> None:
-        await self.page.goto(app_url + "?" + urllib.parse.urlencode(query))
+    async def goto(self, app_url: str, **query: str) -> None:
+        await self.page.goto(self.url(app_url, **query), wait_until="domcontentloaded")
 
-    async def wait_ready(self, timeout: float = BOOT_TIMEOUT_MS) -> None:
-        """Connected, subscribed (init arrived) and the first catch-up read done."""
-        await self.page.wait_for_function(
-            """() => document.querySelector('#status')?.dataset.state === 'connected'
-                  && document.body.dataset.subscribed === 'true'
-                  && document.body.dataset.history === 'true'""",
-            timeout=timeout,
-        )
+    open = goto  # the scenarios' word for it
+
+    async def wait_ready(self, timeout: float = BOOT_TIMEOUT_MS, caught_up: bool = True) -> None:
+        await self.page.wait_for_function(self.ready_js(caught_up), timeout=timeout)
+
+    async def wait_until(
+        self, condition: Callable[[], Any], timeout: float = STEP_TIMEOUT_MS, what: str = ""
+    ) -> None:
+        for pause in self.polling(condition, timeout, what):
+            await self.page.wait_for_timeout(pause)
 
     async def state(self) -> str:
-        return await self.page.evaluate("document.querySelector('#status').dataset.state")
+        return await self.page.evaluate(STATE_JS)
 
     async def states(self) -> list[tuple[float, str]]:
-        return [tuple(entry) for entry in await self.page.evaluate("window.__states || []")]
+        return self.as_states(await self.page.evaluate(STATES_JS))
 
     async def ids(self) -> list[str]:
-        """The data-id of every li.message in #messages, in document order."""
-        return await self.page.eval_on_selector_all(
-            "#messages li.message", "rows => rows.map(row => row.dataset.id)"
-        )
+        return await self.page.eval_on_selector_all(MESSAGE_ROWS, IDS_JS)
+
+    async def rendered(self) -> list[dict[str, str]]:
+        return await self.page.eval_on_selector_all(MESSAGE_ROWS, ROWS_JS)
+
+    async def wait_rendered(self, item_id: str, timeout: float = STEP_TIMEOUT_MS) -> None:
+        await self.page.wait_for_function(RENDERED_ID_JS, arg=item_id, timeout=timeout)
+
+    async def create_item(self, *args: Any) -> dict:
+        return await self.page.evaluate(CREATE_JS, list(args))
 
     async def fire_create(self, label: str, text: str, user: str) -> str:
-        """Call ``window.create_item(text, user)`` without waiting for its Promise; the outcome
-        lands in ``window.__creates[label]``. Returns the page's status at the call."""
-        return await self.page.evaluate(
-            """([label, text, user]) => {
-                window.__creates = window.__creates || {};
-                const state = document.querySelector('#status').dataset.state;
-                const entry = window.__creates[label] = {state, at: Date.now(), done: false};
-                const pick = (v, k) => v instanceof Map ? v.get(k) : (v ? v[k] : undefined);
-                window.create_item(text, user).then(
-                    value => Object.assign(entry, {done: true, ok: true, id: pick(value, 'id'),
-                                                   text: pick(value, 'text'), end: Date.now()}),
-                    error => Object.assign(entry, {done: true, ok: false,
-                                                   error: String(error && error.message),
-                                                   end: Date.now()}));
-                return state;
-            }""",
-            [label, text, user],
-        )
+        return await self.page.evaluate(FIRE_CREATE_JS, [label, text, user])
 
     async def creates(self) -> dict[str, dict]:
-        return await self.page.evaluate("window.__creates || {}")
+        return await self.page.evaluate(CREATES_JS)
 
 
 @pytest.fixture
@@ -357,8 +353,7 @@ class Writer(threading.Thread):
         give_up: float = 90.0,
     ) -> None:
         super().__init__(name=f"writer-{marker}", daemon=True)
-        self.url = url.rstrip("/")
-        self.token = token
+        self.api = DirectusAPI(url, token, timeout=5)
         self.user = user
         self.interval = 1.0 / rate
         self.give_up = give_up
@@ -416,25 +411,14 @@ class Writer(threading.Thread):
                 return False
 
     def _post(self, item: dict[str, str]) -> str:
-        request = urllib.request.Request(
-            self.url + "/items/messages?fields=id",
-            data=json.dumps(item).encode(),
-            method="POST",
-            headers={"Authorization": "Bearer " + self.token, "Content-Type": "application/json"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                data = json.loads(response.read()).get("data") or {}
-                return "stored" if data.get("id") == item["id"] else f"odd answer {data}"
-        except urllib.error.HTTPError as error:
-            try:
-                errors = json.loads(error.read() or b"{}").get("errors") or [{}]
-                code = (errors[0].get("extensions") or {}).get("code")
-            except ValueError:
-                code = None
-            return code or f"HTTP {error.code}"
+            response = self.api.request("POST", "/items/messages", item, params={"fields": "id"})
         except (OSError, ValueError) as error:  # refused, reset, timeout, a cut-off body
             return f"{type(error).__name__}: {error}"
+        if response.status >= 400:
+            return next(iter(response.error_codes), "") or f"HTTP {response.status}"
+        data = response.data or {}
+        return "stored" if data.get("id") == item["id"] else f"odd answer {response.body}"
 
     def describe(self) -> str:
         return (

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from stack.api import DirectusAPI
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -239,9 +240,11 @@ def _all_done(page: Any) -> Any:
 
 def check_cors(url: str, origin: str) -> str | None:
     """GET {url}/server/ping with the page's Origin: the Access-Control-Allow-Origin answered."""
-    request = urllib.request.Request(url + "/server/ping", headers={"Origin": origin})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return response.headers.get("Access-Control-Allow-Origin")
+    response = DirectusAPI(url, timeout=5).request(
+        "GET", "/server/ping", headers={"Origin": origin}
+    )
+    assert response.status == 200, response
+    return {k.lower(): v for k, v in response.headers.items()}.get("access-control-allow-origin")
 
 
 def app_origin(stack: dict) -> str:

@@ -660,7 +660,7 @@ def test_trailing_slash_of_the_directus_url_is_ignored():
     assert client.url == URL
 
 
-def test_reconnect_option_conversions():
+def test_reconnect_option_takes_true_a_backoff_or_a_dict_and_refuses_a_number():
     assert _backoff(False) is False
     assert isinstance(_backoff(True), p.Backoff)
     b = p.Backoff(delay=2)
@@ -671,7 +671,7 @@ def test_reconnect_option_conversions():
         _backoff(5)
 
 
-# --- issue 14: bounded attempts, frames that do not decode, the CPython transport's limit ------
+# --- bounded attempts, frames that do not decode, the CPython transport's limit ---------------
 
 
 def test_request_attempts_and_stable_after_reach_the_core():
