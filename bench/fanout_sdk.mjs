@@ -86,7 +86,7 @@ process.stdin.setEncoding("utf8");
 process.stdin.on("data", (chunk) => {
   if (chunk.includes("COUNT")) console.log(String(events));
   if (!chunk.includes("STOP")) return;
-  console.log(JSON.stringify({ events, latencies }));
   for (const client of clients) client.disconnect();
-  process.exit(0);
+  // Node writes to a pipe asynchronously: exit once the (long) line is out.
+  process.stdout.write(JSON.stringify({ events, latencies }) + "\n", () => process.exit(0));
 });
