@@ -1,6 +1,7 @@
 """CPython transport: the ``websockets`` library, as a thin shell around the protocol core."""
 
 import asyncio
+import threading
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -11,7 +12,8 @@ from websockets.frames import DATA_OPCODES
 # 10,000 characters (stack/provision.py), so a read of 1,000 such rows in 4-byte UTF-8 is
 # 40 MB; the websockets default (1 MiB) would refuse a read of a few hundred long messages.
 MAX_SIZE = 64 * 2**20
-READ_BUFFER = 64 * 2**10  # bytes read from the socket at once
+READ_BUFFER = 256 * 2**10  # bytes read from a socket at once (asyncio's own read size)
+_thread = threading.local()  # its read buffer
 
 
 class _Connection(ClientConnection, asyncio.BufferedProtocol):
@@ -22,9 +24,10 @@ class _Connection(ClientConnection, asyncio.BufferedProtocol):
     per message (the fan-out's hot path). Messages read before ``deliver`` is set wait in
     ``early``. Fragments are joined here; ``max_size`` is still enforced by websockets.
 
-    The socket is read into one buffer kept for the connection (a buffered protocol): as a
-    plain protocol, asyncio allocates 256 KiB for every read, which cost more than the rest of
-    a small message's way together.
+    The socket is read into a buffer kept for the thread (a buffered protocol): as a plain
+    protocol, asyncio allocates 256 KiB for every read, which cost more than the rest of a
+    small message's way together. One buffer serves every connection of the thread, as the
+    bytes are copied out before the read returns (one per connection: 256 MiB for 1,000).
     """
 
     deliver = None
@@ -33,13 +36,15 @@ class _Connection(ClientConnection, asyncio.BufferedProtocol):
         super().__init__(*args, **kwargs)
         self.early = []
         self._fragments = []
-        self._buffer = memoryview(bytearray(READ_BUFFER))
 
     def get_buffer(self, sizehint: int):
-        return self._buffer
+        buffer = getattr(_thread, "buffer", None)
+        if buffer is None:
+            buffer = _thread.buffer = memoryview(bytearray(READ_BUFFER))
+        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._buffer[:nbytes]))
+        self.data_received(bytes(_thread.buffer[:nbytes]))
 
     def process_event(self, event) -> None:
         if self.response is None or event.opcode not in DATA_OPCODES:
