@@ -64,9 +64,8 @@ async def _hold(token: str, n: int, urls: list[str]) -> None:
         ]
         await asyncio.gather(*(c.connect() for c in batch))
         for client in batch:
-            sub = await client.subscribe(
-                "messages", event="create", query={"fields": ["id", "text"]}
-            )
+            # The SDK's frame, byte for byte (it sends the fields as one string).
+            sub = await client.subscribe("messages", event="create", query={"fields": "id,text"})
             sub.listen(on_message)
         clients += batch
     loop = asyncio.get_running_loop()
@@ -74,6 +73,8 @@ async def _hold(token: str, n: int, urls: list[str]) -> None:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line or "STOP" in line:
             break
+        if "COUNT" in line:
+            print(counts["events"], flush=True)
     print(json.dumps({"events": counts["events"], "latencies": latencies}), flush=True)
     for client in clients:
         client.disconnect()
@@ -127,6 +128,13 @@ class Writer(threading.Thread):
                 response.read()
             self.done += 1
             next_at += 1.0 / self.rate
+
+
+LIBS = {
+    "python": "directus_realtime (CPython)",
+    "node": "@directus/sdk (Node), `for await` as in the guide",
+    "node-listener": "@directus/sdk (Node), an `onWebSocket` listener",
+}
 
 
 def _client_argv(lib: str, token: str, n: int, urls: list[str]) -> list[str]:
@@ -190,6 +198,220 @@ def measure(lib: str, n: int, urls: list[str], writer_url: str, token: str, args
     }
 
 
+# ----- the client-only run: a synthetic server instead of Directus ----------------------------
+
+WS_MODULE = paths.DIRECTUS_DIR / "node_modules" / "ws" / "wrapper.mjs"
+
+
+class SyntheticServer:
+    """bench/fanout_server.mjs: handshake, ``init`` and ``create`` frames, nothing behind them."""
+
+    def __init__(self) -> None:
+        port = procs.free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [str(paths.NODE), str(HERE / "fanout_server.mjs"), str(WS_MODULE), str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self.proc.stdout.readline().strip() != "LISTENING":
+            self.stop()
+            raise RuntimeError("the synthetic server did not start")
+
+    def _ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def push(self, creates: int, per_second: float) -> float:
+        """Send ``creates`` events to every subscriber; the seconds the server took."""
+        answer = self._ask(f"PUSH {creates} {per_second}").split()
+        return int(answer[2]) / 1000
+
+    def frames(self) -> dict[str, int]:
+        return json.loads(self._ask("FRAMES"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Child:
+    """One client process holding N subscriptions (either library)."""
+
+    def __init__(self, lib: str, n: int, url: str, token: str) -> None:
+        self.lib, self.n = lib, n
+        self.log_file = paths.VAR / f"bench-fanout-{lib}-{n}.log"
+        with open(self.log_file, "wb") as log:
+            self.proc = subprocess.Popen(
+                _client_argv(lib, token, n, [url]),
+                cwd=paths.ROOT,
+                env={**os.environ, "FANOUT_SDK_LISTENER": "1" if lib == "node-listener" else ""},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        t0 = time.monotonic()
+        if self.proc.stdout.readline().strip() != "READY":
+            self.close()
+            raise RuntimeError(
+                f"{lib} client with {n} subscribers did not get ready; log {self.log_file}:\n"
+                + procs.log_tail(self.log_file, 10)
+            )
+        self.ready_s = time.monotonic() - t0
+
+    def _ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline()
+
+    def count(self) -> int:
+        return int(self._ask("COUNT"))
+
+    def wait_for(self, events: int, timeout: float) -> tuple[int, float]:
+        """Poll until ``events`` came or ``timeout`` passed: (events, monotonic time seen)."""
+        stop = time.monotonic() + timeout
+        while True:
+            got = self.count()
+            if got >= events or time.monotonic() > stop:
+                return got, time.monotonic()
+            time.sleep(0.02)
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    def finish(self) -> dict:
+        rss = _peak_rss_mb(self.proc.pid)
+        result = json.loads(self._ask("STOP"))
+        result["peak_rss_mb"] = rss
+        self.close()
+        return result
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def measure_synthetic(lib: str, n: int, rate: float, server: SyntheticServer, token: str, args):
+    """One client process with ``n`` subscriptions: ``rate`` events/s (all sockets together)
+    for ``args.seconds``, then a burst as fast as the server sends (``args.burst_creates``
+    creates), to see how many events per second the process takes."""
+    child = Child(lib, n, server.url, token)
+    try:
+        time.sleep(1.0)
+        creates = max(1, round(rate * args.seconds / n))
+        expected = creates * n
+        cpu0, t0 = child.cpu(), time.monotonic()
+        server.push(creates, rate / n)
+        got, t1 = child.wait_for(expected, args.drain)
+        cpu1 = child.cpu()
+        burst = args.burst_creates
+        cpu2, t2 = child.cpu(), time.monotonic()
+        server.push(burst, 1000.0)
+        got_burst, t3 = child.wait_for(expected + burst * n, args.drain)
+        cpu3 = child.cpu()
+        result = child.finish()
+    finally:
+        child.close()
+    paced = result["latencies"][:expected]
+    return {
+        "lib": lib,
+        "n": n,
+        "rate": rate,
+        "connect_s": round(child.ready_s, 1),
+        "expected": expected,
+        "delivered": got,
+        "p50_ms": round(_percentile(paced, 0.5), 1),
+        "p99_ms": round(_percentile(paced, 0.99), 1),
+        "cpu_us_per_msg": round((cpu1 - cpu0) / max(got, 1) * 1e6, 1),
+        "cpu_share": round((cpu1 - cpu0) / (t1 - t0), 2),
+        "burst_expected": burst * n,
+        "burst_delivered": got_burst - got,
+        "burst_per_s": round((got_burst - got) / (t3 - t2)),
+        "burst_cpu_us_per_msg": round((cpu3 - cpu2) / max(got_burst - got, 1) * 1e6, 1),
+        "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "load": os.getloadavg()[0],
+    }
+
+
+def main_synthetic(args) -> int:
+    token = "synthetic"  # the synthetic server accepts any
+    rows = []
+    server = SyntheticServer()
+    try:
+        libs = args.libs.split(",")
+        for repeat in range(args.repeats):
+            for rate in [float(x) for x in args.rates.split(",")]:
+                for n in [int(x) for x in args.n.split(",")]:
+                    # Interleaved, and the first library alternates: both see the same load.
+                    for lib in libs if repeat % 2 == 0 else libs[::-1]:
+                        row = measure_synthetic(lib, n, rate, server, token, args)
+                        row["repeat"] = repeat
+                        print(json.dumps(row), flush=True)
+                        rows.append(row)
+        frames = server.frames()
+    finally:
+        server.stop()
+    print(report_synthetic(rows, frames))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "frames": frames}, indent=2) + "\n")
+    return 0
+
+
+def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    values = sorted(values)
+    median = values[len(values) // 2]
+    if len(values) == 1:
+        return fmt.format(median)
+    return (fmt + " ({}-{})").format(median, fmt.format(values[0]), fmt.format(values[-1]))
+
+
+def report_synthetic(rows: list[dict], frames: dict[str, int]) -> str:
+    lines = [
+        "Distinct subscribe frames the server received (uid as <uid>), and how many sockets "
+        "sent each:",
+        "",
+        *[f"- `{frame}`: {count:,}" for frame, count in frames.items()],
+        "",
+        "Median of the repeats (min-max).",
+        "",
+        "| N | events/s | client | delivered | CPU µs/event | p50 ms | p99 ms | CPU share "
+        "| burst events/s | burst CPU µs/event | peak RSS MB | load |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["n"], r["rate"], r["lib"]), []).append(r)
+    for (n, rate, lib), rs in groups.items():
+        name = LIBS[lib]
+        delivered = ", ".join(f"{r['delivered']:,}/{r['expected']:,}" for r in rs)
+        bursts = ", ".join(f"{r['burst_delivered']:,}/{r['burst_expected']:,}" for r in rs)
+        lines.append(
+            f"| {n:,} | {rate:,.0f} | {name} | {delivered}; burst {bursts} "
+            f"| {_spread([r['cpu_us_per_msg'] for r in rs], '{:.1f}')} "
+            f"| {_spread([r['p50_ms'] for r in rs], '{:.1f}')} "
+            f"| {_spread([r['p99_ms'] for r in rs], '{:.1f}')} "
+            f"| {_spread([r['cpu_share'] for r in rs], '{:.2f}')} "
+            f"| {_spread([r['burst_per_s'] for r in rs])} "
+            f"| {_spread([r['burst_cpu_us_per_msg'] for r in rs], '{:.1f}')} "
+            f"| {_spread([r['peak_rss_mb'] for r in rs])} "
+            f"| {_spread([r['load'] for r in rs], '{:.1f}')} |"
+        )
+    return "\n".join(lines)
+
+
 def creates_per_second(url: str, token: str, seconds: float, workers: int = 8) -> float:
     stop = time.monotonic() + seconds
     done = [0] * workers
@@ -230,7 +452,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=15.0, help="seconds for the last events")
     parser.add_argument("--burst", type=float, default=5.0, help="seconds of create bursts")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="no Directus: a synthetic server (bench/fanout_server.mjs) pushes the events, so "
+        "only the client processes are measured",
+    )
+    parser.add_argument(
+        "--rates", default="2000,10000", help="--synthetic: events/s, all sockets together"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="--synthetic: runs of each")
+    parser.add_argument(
+        "--burst-creates", type=int, default=20, help="--synthetic: creates sent at full speed"
+    )
     args = parser.parse_args(argv)
+    if args.synthetic:
+        return main_synthetic(args)
     if not cluster_stack.installed():
         print(f"the cluster needs {cluster_stack.PACKAGES} (make cluster-packages)")
         return 1

@@ -124,10 +124,6 @@ def in_turn(n: int) -> tuple[Target, ...]:
     return TARGETS if n % 2 == 0 else TARGETS[::-1]
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 def http_get(url: str) -> tuple[int, dict[str, str]]:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:

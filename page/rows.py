@@ -9,7 +9,9 @@ The DOM edge of the page: ``document``, ``window``, ``to_js`` and ``next_task`` 
 
 from .history import created, in_date_order
 
-CHUNK_ROWS = 100  # rows per chunk, and per browser task when a batch is shown
+CHUNK_ROWS = 100  # rows per chunk
+SLICE_MS = 8  # rendering time per browser task when a batch is shown, about
+CLOCK_EVERY = 8  # rows built between two looks at the clock (each look is a call into JS)
 ROW_REM = 3.2  # a row's height, about (app.css)
 MAX_ROWS = 1000  # rows kept (more when ?history= asks for more)
 
@@ -19,7 +21,10 @@ class MessageList:
         self.window = window
         self.next_task = next_task
         self.list = document.getElementById("messages")
-        self.rows = {}  # id -> li.message, in the DOM
+        # The ids shown, mapped to nothing: a Python reference to each row would keep a JS
+        # reference alive per row (10,000 for a long history); rows are found in the DOM.
+        self.rows = {}
+        self.clock = window.performance
         self.max_rows = max_rows
         self.scroll_frame = 0
         self.nearest = to_js({"block": "nearest"})
@@ -38,6 +43,12 @@ class MessageList:
 
     def __contains__(self, item_id) -> bool:
         return str(item_id) in self.rows
+
+    def find(self, item_id):
+        """The row of ``item_id`` (a string), or None."""
+        if item_id not in self.rows:
+            return None
+        return self.list.querySelector('li[data-id="%s"]' % self.window.CSS.escape(item_id))
 
     def make_row(self, item: dict):
         """An ``li.message[data-id]`` for ``item``: li > span.user + span.text + time."""
@@ -108,7 +119,8 @@ class MessageList:
         item_id = str(item.get("id"))
         if item_id in self.rows:
             return  # already shown (history and a live event overlap, or a replay)
-        row = self.rows[item_id] = self.make_row(item)
+        row = self.make_row(item)
+        self.rows[item_id] = None
         follow = self.reader_at_bottom()
         newest_chunk = self.list.lastElementChild
         after = newest_chunk.lastElementChild if newest_chunk else None
@@ -131,11 +143,15 @@ class MessageList:
 
     async def show_many(self, items: list) -> None:
         """Show a batch (history, catch-up, older messages) without blocking the page: rows
-        built a chunk at a time, one DOM call per chunk, the browser's turn in between, and
-        layout read once, not per row."""
+        built for about ``SLICE_MS`` at a time, then the browser's turn; a chunk goes into the
+        DOM in one call when it is full, or when the slice ends in its middle (it is filled on
+        in place); layout read once, not per row."""
         fresh = in_date_order([i for i in items if str(i.get("id")) not in self.rows])
         if not fresh:
             return
+        if len(fresh) > CLOCK_EVERY:
+            # Not in the task that decoded the batch: that one has had its share.
+            await self.next_task()
         oldest, newest = self.oldest_created(), self.newest_created()
         older = oldest is not None and created(fresh[-1]) <= oldest
         newer = newest is None or created(fresh[0]) >= newest
@@ -144,26 +160,44 @@ class MessageList:
                 self.show(item)
             return
         follow = newer and self.reader_at_bottom()
-        slices = [fresh[i : i + CHUNK_ROWS] for i in range(0, len(fresh), CHUNK_ROWS)]
-        for n, part in enumerate(reversed(slices) if older else slices):
+        parts = [fresh[i : i + CHUNK_ROWS] for i in range(0, len(fresh), CHUNK_ROWS)]
+        if older:
+            parts.reverse()  # chunks go in at the top, the newest first
+        slice_ends = self.clock.now() + SLICE_MS
+        for n, part in enumerate(parts):
             chunk = self.make_chunk(len(part))
-            for item in part:
-                row = self.rows[str(item.get("id"))] = self.make_row(item)
-                chunk.append(row)
-            if older:
-                self.list.prepend(chunk)
-            else:
-                self.list.append(chunk)
-            if n + 1 < len(slices):
+            placed = False
+            for i, item in enumerate(part):
+                item_id = str(item.get("id"))
+                if item_id in self.rows:
+                    continue  # shown meanwhile, by a live event during a pause
+                self.rows[item_id] = None
+                chunk.append(self.make_row(item))
+                if i % CLOCK_EVERY == CLOCK_EVERY - 1 and self.clock.now() >= slice_ends:
+                    if not placed:
+                        self.place(chunk, older)
+                        placed = True
+                    await self.next_task()
+                    slice_ends = self.clock.now() + SLICE_MS
+            if not placed and chunk.firstElementChild:
+                self.place(chunk, older)
+            if n + 1 < len(parts) and self.clock.now() >= slice_ends:
                 await self.next_task()
+                slice_ends = self.clock.now() + SLICE_MS
         if newer:
             self.trim_oldest()
             if follow:
                 self.follow_newest(self.last_row())
 
+    def place(self, chunk, older: bool) -> None:
+        if older:
+            self.list.prepend(chunk)
+        else:
+            self.list.append(chunk)
+
     def update(self, item: dict) -> None:
-        row = self.rows.get(str(item.get("id")))
-        if row is None:
+        row = self.find(str(item.get("id")))
+        if not row:  # (None, or a JS null)
             self.show(item)
             return
         if "user" in item:
@@ -172,8 +206,9 @@ class MessageList:
             row.querySelector(".text").textContent = str(item.get("text") or "")
 
     def remove(self, item_id) -> None:
-        row = self.rows.pop(str(item_id), None)
-        if row is not None:
+        row = self.find(str(item_id))
+        self.rows.pop(str(item_id), None)
+        if row:
             self.remove_row(row)
 
 
