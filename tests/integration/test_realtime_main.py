@@ -408,21 +408,28 @@ async def test_reader_token_create_is_forbidden_and_the_connection_stays_open(rt
     ]
 
 
-async def test_create_with_client_chosen_id_twice_raises_record_not_unique(rt, stack):
+async def test_the_same_create_twice_is_stored_once_and_another_write_with_its_id_is_refused(
+    rt, stack
+):
+    """A create sent again (its reply lost) is the same write: RECORD_NOT_UNIQUE, read back,
+    counts as stored. Another write that reuses the id is refused with that error."""
     client = await connected(rt, stack)
     own_id = str(uuid.uuid4())
     item = rt.row(rt.marker("once"), id=own_id)
 
     first = await asyncio.wait_for(client.create("messages", item), WAIT)
     assert first["id"] == own_id
+    again = await asyncio.wait_for(client.create("messages", item), WAIT)
+    assert again["id"] == own_id and again["text"] == item["text"]
 
     with pytest.raises(DirectusError) as caught:
-        await asyncio.wait_for(client.create("messages", item), WAIT)
+        other = dict(item, text=item["text"] + " (another write)")
+        await asyncio.wait_for(client.create("messages", other), WAIT)
     assert caught.value.code == "RECORD_NOT_UNIQUE"
     rows = await asyncio.wait_for(
         client.read("messages", query={"filter": {"id": {"_eq": own_id}}}), WAIT
     )
-    assert len(rows) == 1
+    assert len(rows) == 1 and rows[0]["text"] == item["text"]
     assert client.is_connected
 
 
