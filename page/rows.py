@@ -1,4 +1,5 @@
-"""``#messages``: one row per message, in ``date_created`` order, each shown once.
+"""``#messages``: one row per message, in ``date_created`` order, each shown once; the rows are
+the live query's window (page/view.py applies its changes here).
 
 ``#messages`` holds its rows in chunks (``ol.chunk``) of up to ``CHUNK_ROWS``, and the browser
 skips the chunks out of view (``content-visibility: auto``, app.css): over one flat list of
@@ -11,16 +12,16 @@ from .history import created, in_date_order
 
 CHUNK_ROWS = 100  # rows per chunk, and per browser task when a batch is shown
 ROW_REM = 3.2  # a row's height, about (app.css)
-MAX_ROWS = 1000  # rows kept (more when ?history= asks for more)
+# Where a row not stored yet sorts when the library gave it no date_created: with the newest.
+NOT_STORED_YET = "9999-12-31T23:59:59.999Z"
 
 
 class MessageList:
-    def __init__(self, document, window, to_js, next_task, max_rows: int = MAX_ROWS) -> None:
+    def __init__(self, document, window, to_js, next_task) -> None:
         self.window = window
         self.next_task = next_task
         self.list = document.getElementById("messages")
         self.rows = {}  # id -> li.message, in the DOM
-        self.max_rows = max_rows
         self.scroll_frame = 0
         self.nearest = to_js({"block": "nearest"})
         self.time = window.Intl.DateTimeFormat.new(to_js([]), to_js({"timeStyle": "medium"}))
@@ -44,7 +45,7 @@ class MessageList:
         row = self.row.cloneNode(True)
         data = row.dataset
         data.id = str(item.get("id"))
-        data.created = created(item)
+        data.created = created(item) or NOT_STORED_YET
         user = row.firstChild
         user.textContent = str(item.get("user") or "")
         text = user.nextSibling
@@ -78,6 +79,16 @@ class MessageList:
         row = self.last_row()
         return row.dataset.created if row else None
 
+    def set_pending(self, item_id, pending: bool) -> None:
+        """Mark the row of a write not confirmed yet (``data-pending``), or unmark it."""
+        row = self.rows.get(str(item_id))
+        if row is None:
+            return
+        if pending:
+            row.dataset.pending = "true"
+        else:
+            row.removeAttribute("data-pending")
+
     def reader_at_bottom(self) -> bool:
         """New messages are followed only when the reader is at the newest one already."""
         return self.list.getBoundingClientRect().bottom <= self.window.innerHeight + 60
@@ -96,12 +107,6 @@ class MessageList:
         row.remove()
         if not chunk.firstElementChild:
             chunk.remove()
-
-    def trim_oldest(self) -> None:
-        while len(self.rows) > self.max_rows:
-            oldest = self.first_row()
-            self.rows.pop(oldest.dataset.id, None)
-            self.remove_row(oldest)
 
     def show(self, item: dict) -> None:
         """Show one item once, in ``date_created`` order (a live event)."""
@@ -125,7 +130,6 @@ class MessageList:
                 after.after(row)
             else:  # (a JS null, which is not None in Pyodide)
                 self.list.firstElementChild.prepend(row)
-        self.trim_oldest()
         if follow and newest:
             self.follow_newest(row)
 
@@ -156,15 +160,22 @@ class MessageList:
                 self.list.append(chunk)
             if n + 1 < len(slices):
                 await self.next_task()
-        if newer:
-            self.trim_oldest()
-            if follow:
-                self.follow_newest(self.last_row())
+        if newer and follow:
+            self.follow_newest(self.last_row())
 
     def update(self, item: dict) -> None:
+        """Change a row in place; one whose ``date_created`` changed (a write just stored)
+        moves to its place."""
         row = self.rows.get(str(item.get("id")))
         if row is None:
             self.show(item)
+            return
+        if item.get("date_created") and item["date_created"] != row.dataset.created:
+            pending = row.hasAttribute("data-pending")
+            self.remove(item.get("id"))
+            self.show(item)
+            if pending:
+                self.set_pending(item.get("id"), True)
             return
         if "user" in item:
             row.querySelector(".user").textContent = str(item.get("user") or "")

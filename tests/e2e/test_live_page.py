@@ -1,0 +1,195 @@
+"""The page shows what the server holds, after every fault: creates, edits and deletes made by
+another client while the page could not hear them (its socket cut, its tab frozen, the page
+closed, the network gone), against the real local Directus in Debian's Chromium.
+
+The page's rows are compared with a REST read of the same query (the latest 100 messages,
+shown oldest first): ids, users and texts, in order. Each test prints the time the page took
+to match once it could hear again (``-s``; docs/reliability.md's page table takes them).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+import pytest
+
+from stack.api import DirectusAPI
+from tests.browser import STATE_SPY, STEP_TIMEOUT_MS
+from tests.e2e.pages import ready_page
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+WINDOW = 100  # the page's live query: the latest 100 messages
+CONVERGE_S = 5.0  # the page matches the server this soon after it can hear again
+FROZEN_S = 90  # longer than Directus's heartbeat period (30 s) and the close after it
+
+
+def figures(line: str) -> None:
+    print(f"\n[page figures] {line}", flush=True)
+
+
+def server_rows(api: DirectusAPI) -> list[tuple[str, str, str]]:
+    """The page's query over REST, in the page's order (oldest first)."""
+    rows = api.get(
+        "/items/messages",
+        fields=["id", "user", "text", "date_created"],
+        sort=["-date_created"],
+        limit=WINDOW,
+    )
+    return [(str(row["id"]), row["user"] or "", row["text"] or "") for row in reversed(rows)]
+
+
+def shown_rows(probe: Any) -> list[tuple[str, str, str]]:
+    return [(row["id"], row["user"] or "", row["text"] or "") for row in probe.rendered()]
+
+
+def wait_until_it_matches(probe: Any, api: DirectusAPI, since: float, what: str) -> float:
+    """Seconds from ``since`` (time.time()) until the page shows what the server holds and
+    says it is current; fails with the difference after ``CONVERGE_S``."""
+    deadline = since + CONVERGE_S
+    while True:
+        shown, held = shown_rows(probe), server_rows(api)
+        current = probe.page.evaluate("document.body.dataset.current")
+        if shown == held and current == "true":
+            return time.time() - since
+        if time.time() > deadline:
+            missing = [row for row in held if row not in shown]
+            extra = [row for row in shown if row not in held]
+            raise AssertionError(
+                f"{what}: the page does not match the server {CONVERGE_S} s after it could "
+                f"hear again (current={current!r}); missing or stale on the page: {missing}; "
+                f"shown but not on the server (or stale text): {extra}"
+            )
+        probe.page.wait_for_timeout(50)
+
+
+class Changes:
+    """Three messages shown on the page, then another client's edit of one, delete of another,
+    and a new one: every kind of change."""
+
+    def __init__(self, stack: dict, probe: Any) -> None:
+        self.marker = "live-" + secrets.token_hex(4)
+        self.writer = DirectusAPI(stack["directus_url"], stack["editor_token"])
+        self.rows = [
+            self.writer.post("/items/messages", {"text": f"{self.marker} {n}", "user": "other"})
+            for n in range(3)
+        ]
+        for row in self.rows:
+            probe.wait_rendered(str(row["id"]))
+
+    def make(self) -> None:
+        edited, deleted, _ = self.rows
+        self.writer.patch(f"/items/messages/{edited['id']}", {"text": f"{self.marker} edited"})
+        self.writer.call("DELETE", f"/items/messages/{deleted['id']}")
+        self.created = self.writer.post(
+            "/items/messages", {"text": f"{self.marker} new", "user": "other"}
+        )
+
+    def assert_seen(self, probe: Any) -> None:
+        shown = {row[0]: row for row in shown_rows(probe)}
+        edited, deleted, _ = self.rows
+        assert shown[str(edited["id"])][2] == f"{self.marker} edited"
+        assert str(deleted["id"]) not in shown
+        assert str(self.created["id"]) in shown
+
+
+class SocketCutter:
+    """Every WebSocket of the page through Playwright: ``cut()`` closes them and refuses new
+    ones (as a network drop does) until ``mend()``."""
+
+    def __init__(self) -> None:
+        self.refusing = False
+        self.open: list[tuple[Any, Any]] = []
+        self.refused = 0
+
+    def route(self, ws: Any) -> None:
+        if self.refusing:
+            self.refused += 1
+            ws.close()
+            return
+        self.open.append((ws, ws.connect_to_server()))
+
+    def cut(self) -> None:
+        self.refusing = True
+        for ws, server in self.open:
+            server.close()
+            ws.close()
+        self.open = []
+
+    def mend(self) -> None:
+        self.refusing = False
+
+
+def connected_since(probe: Any, since_ms: float) -> float | None:
+    """When (time.time()) #status last turned "connected" after ``since_ms`` (Date.now())."""
+    states = probe.page.evaluate("window.__states")
+    times = [at for at, state in states if state == "connected" and at >= since_ms]
+    return times[-1] / 1000 if times else None
+
+
+def test_after_its_socket_is_cut_the_page_shows_others_edits_deletes_and_creates(
+    open_page, stack
+):
+    probe = open_page("socket cut")
+    probe.page.add_init_script(STATE_SPY)
+    cutter = SocketCutter()
+    probe.page.route_web_socket(re.compile(r"/websocket"), cutter.route)
+    probe.goto(stack["app_url"])
+    probe.wait_ready()
+    api = DirectusAPI(stack["directus_url"], stack["token"])
+    changes = Changes(stack, probe)
+
+    cut_at = time.time() * 1000
+    cutter.cut()
+    probe.page.wait_for_function(
+        "document.querySelector('#status').dataset.state !== 'connected'", timeout=STEP_TIMEOUT_MS
+    )
+    assert probe.page.evaluate("document.body.dataset.current") == "false"
+    changes.make()
+    probe.page.wait_for_timeout(5000)  # the socket stays cut 5 s
+    cutter.mend()
+    mended = time.time()
+    probe.page.wait_for_function(
+        f"window.__states.some(([at, s]) => s === 'connected' && at > {cut_at})", timeout=60_000
+    )
+    back = connected_since(probe, cut_at)
+    took = wait_until_it_matches(probe, api, back, "after a cut socket")
+    changes.assert_seen(probe)
+    figures(
+        f"socket cut 5 s (edit, delete, create meanwhile): connected again "
+        f"{back - mended:.2f} s after the network came back, matched {took:.2f} s later"
+    )
+
+
+@pytest.mark.slow
+def test_after_its_tab_was_frozen_the_page_shows_others_edits_deletes_and_creates(
+    open_page, stack
+):
+    probe = ready_page(open_page, stack, "frozen tab")
+    api = DirectusAPI(stack["directus_url"], stack["token"])
+    changes = Changes(stack, probe)
+    cdp = probe.context.new_cdp_session(probe.page)
+    cdp.send("Page.setWebLifecycleState", {"state": "frozen"})
+    changes.make()
+    time.sleep(FROZEN_S)  # (the page is frozen: nothing of it runs, not even its timers)
+    cdp.send("Page.setWebLifecycleState", {"state": "active"})
+    resumed = time.time()
+    took = wait_until_it_matches(probe, api, resumed, "after a frozen tab")
+    changes.assert_seen(probe)
+    figures(f"tab frozen {FROZEN_S} s (edit, delete, create meanwhile): matched {took:.2f} s")
+
+
+def test_a_reload_shows_what_changed_while_the_page_was_closed(open_page, stack):
+    probe = ready_page(open_page, stack, "reload")
+    api = DirectusAPI(stack["directus_url"], stack["token"])
+    changes = Changes(stack, probe)
+    probe.page.goto("about:blank")
+    changes.make()
+    probe.goto(stack["app_url"])
+    loaded = time.time()
+    took = wait_until_it_matches(probe, api, loaded, "after a reload")
+    changes.assert_seen(probe)
+    figures(f"page closed, then opened again (edit, delete, create meanwhile): matched {took:.2f} s")
