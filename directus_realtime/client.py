@@ -25,6 +25,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .live import LiveQuery
+
 EVENTS = ("open", "message", "close", "error")
 
 
@@ -374,20 +376,40 @@ class RealtimeClient:
         query: "dict | None" = None,
         uid: "str | None" = None,
         item: "str | int | None" = None,
-        reconcile: "str | None" = None,
     ) -> Subscription:
         """Subscribe to ``collection`` (optionally one ``event`` and one ``item``).
 
         Returns at once; the subscription is sent now, or when the connection opens, and again
-        with a fresh uid after every reconnect. ``reconcile="date_created"`` (the collection's
-        creation timestamp) also delivers, as ``create`` events, the items whose event never
-        came: lost on the bus between Directus instances, or created while disconnected
-        (``RealtimeProtocol.subscribe``).
+        with a fresh uid after every reconnect. Events published while disconnected are not
+        replayed by Directus: ``live()`` catches up on them.
         """
-        key = self._proto.subscribe(collection, event, query, uid, item, reconcile)
+        return self._subscribe_now(collection, event, query, uid, item)
+
+    def _subscribe_now(self, collection, event=None, query=None, uid=None, item=None):
+        key = self._proto.subscribe(collection, event, query, uid, item)
         sub = self._subscriptions[key] = Subscription(self, key, uid)
         self._drain()
         return sub
+
+    def live(
+        self,
+        collection: str,
+        query: "dict | None" = None,
+        store: object = None,
+        check_every: "float | None" = 30.0,
+        updated_field: "str | None" = "date_updated",
+    ) -> "LiveQuery":
+        """The rows of ``query`` on ``collection``, kept equal to the server's answer through
+        reconnects and lost events, with optimistic writes (``live.py``, ``window.py``).
+
+        ``store``: an object with ``load() -> dict | None`` and ``save(snapshot)`` that keeps
+        the last rows, shown (not current) until the first answer. ``check_every``: seconds
+        between checks while subscribed. ``updated_field``: the collection's date-updated
+        field (None if it has none: checks then re-read the window).
+        """
+        from .live import LiveQuery
+
+        return LiveQuery(self, collection, query, store, check_every, updated_field)
 
     def request(
         self, message: dict, timeout: "float | None" = None, retry: "bool | None" = None

@@ -35,11 +35,8 @@ The rules, and where they do better than ``@directus/sdk``:
 * a connection that hears nothing for 1.5 heartbeat periods is treated as dead (half-open sockets
   do not freeze the client);
 * a refused token stops the retries (no retry storm) until new credentials are given;
-* a subscription made with ``reconcile`` checks now and then that the events it got are all
-  there are: an outage of the bus between Directus instances (Redis) loses events and leaves
-  the socket open, and events published while disconnected are never replayed (the SDK misses
-  both). What a check finds comes as ordinary ``create`` events, each id once
-  (``_Reconciliation``).
+* what a subscription missed (a reconnect, a bus outage) is the live query's business
+  (``window.py``): this core only routes.
 
 Portability: plain classes and no ``typing`` at run time, so MicroPython can run it too.
 """
@@ -240,155 +237,14 @@ def _quote(value):
 # --- The machine ----------------------------------------------------------------------------
 
 
-# Reconciliation (``subscribe(reconcile=...)``), in seconds.
-RECONCILE_EVERY = 30.0  # between two checks while subscribed
-RECONCILE_GRACE = 3.0  # after the answer to an own create, its event is overdue
-RECONCILE_PAGE = 1000  # rows per read
-
-
-class _Reconciliation:
-    """When a subscription checks for missed ``create`` events, and from where it reads.
-
-    A check reads the rows whose ``field`` (a creation timestamp such as ``date_created``) is
-    at least the newest value delivered when the check before the previous one started, and
-    delivers the ids not delivered yet. A row escapes check k only if it was committed after
-    check k-1 read; its ``field`` was set before it was committed, so it is newer than that
-    bound unless committing it took longer than one interval. Checks happen ``every`` seconds,
-    at once after a reconnect (events published meanwhile are never replayed), and ``grace``
-    seconds after an answered create on the same collection whose event has not come (the
-    cheapest witness that the bus lost something). The first check after the first ``init``
-    only learns the newest value (nothing before the subscription is owed).
-    """
-
-    def __init__(self, field, every=RECONCILE_EVERY, grace=RECONCILE_GRACE, page=RECONCILE_PAGE):
-        self.field = field
-        self.every = float(every)
-        self.grace = float(grace)
-        self.page = page
-        self.marks = []  # the newest value delivered when each of the last checks started
-        self.newest = None  # the newest ``field`` value delivered
-        self.seen = {}  # id -> field value, of what was delivered since the oldest mark
-        self.next_at = None  # the next check (None: waiting for an init)
-        self.overdue_at = {}  # id of an answered own create -> when its event is overdue
-        self.running = None  # the key of the check's read in flight
-        self.learning = True  # the first check only learns where to start
-        self.bound = None  # where the running check reads from (None: from the first row)
-        self.started_at = None
-
-    @classmethod
-    def of(cls, options):
-        if not options:
-            return None
-        if isinstance(options, str):
-            return cls(options)
-        if not isinstance(options, dict) or not options.get("field"):
-            raise ValueError(
-                "reconcile must name the collection's creation timestamp field, e.g. "
-                "reconcile={'field': 'date_created'} (or reconcile='date_created')"
-            )
-        return cls(
-            options["field"],
-            options.get("every", RECONCILE_EVERY),
-            options.get("grace", RECONCILE_GRACE),
-            options.get("page", RECONCILE_PAGE),
-        )
-
-    def next_deadline(self):
-        if self.running is not None or self.next_at is None:
-            return None
-        times = list(self.overdue_at.values())
-        times.append(self.next_at)
-        return min(times)
-
-    def subscribed(self, now):
-        """An ``init``: check at once (a reconnect may have lost events; the very first one
-        learns where to start)."""
-        self.next_at = now
-
-    def delivered(self, row):
-        if not isinstance(row, dict) or row.get("id") is None:
-            return False
-        item_id = str(row["id"])
-        if item_id in self.seen:
-            return False
-        value = row.get(self.field)
-        self.seen[item_id] = value
-        self.overdue_at.pop(item_id, None)
-        if value is not None and (self.newest is None or str(value) > str(self.newest)):
-            self.newest = value
-        return True
-
-    def wrote(self, row, now):
-        if isinstance(row, dict) and row.get("id") is not None:
-            item_id = str(row["id"])
-            if item_id not in self.seen and self.next_at is not None:
-                self.overdue_at[item_id] = now + self.grace
-
-    def start(self, now):
-        """A check starts; returns the bound to read from (None: from the first row, or
-        while ``learning``, only the newest)."""
-        self.started_at = now
-        self.overdue_at = {k: t for k, t in self.overdue_at.items() if t > now}
-        self.bound = None
-        if self.learning:
-            return None
-        self.marks.append(self.newest)
-        self.marks = self.marks[-3:]
-        self.bound = self.marks[0] if len(self.marks) != 2 else self.marks[-2]
-        if self.bound is not None:
-            bound = str(self.bound)
-            self.seen = {k: v for k, v in self.seen.items() if v is None or str(v) >= bound}
-        return self.bound
-
-    def learned(self, newest):
-        """The first check's answer: the newest value there is."""
-        if self.newest is None or (newest is not None and str(newest) > str(self.newest)):
-            self.newest = newest
-        self.marks = [self.newest]
-        self.learning = False
-
-    def finished(self):
-        self.running = None
-        if self.next_at is not None:
-            self.next_at = self.started_at + self.every
-
-    def stopped(self):
-        """The connection is gone: no checks until the next ``init``."""
-        self.running = None
-        self.next_at = None
-        self.overdue_at = {}
-
-    def query(self, base, bound):
-        """The read of one page from ``bound`` (inclusive), oldest first, within ``base``
-        (the subscription's own query: its filter and fields)."""
-        query = dict(base or {})
-        fields = query.get("fields")
-        if fields and "*" not in fields:
-            query["fields"] = list(fields) + [f for f in ("id", self.field) if f not in fields]
-        if self.learning:
-            query["fields"] = ["id", self.field]
-            query["sort"] = ["-" + self.field]
-            query["limit"] = 1
-            query.pop("filter", None)
-            return query
-        if bound is not None:
-            since = {self.field: {"_gte": bound}}
-            own = query.get("filter")
-            query["filter"] = {"_and": [own, since]} if own else since
-        query["sort"] = [self.field]
-        query["limit"] = self.page
-        return query
-
-
 class _Subscription:
-    def __init__(self, key, message, fixed_uid, reconcile=None):
+    def __init__(self, key, message, fixed_uid):
         self.key = key
         self.message = message  # the subscribe message without uid
         self.fixed_uid = fixed_uid  # a uid the user chose; else a fresh one per connection
         self.uid = None  # the uid on the current connection
         self.confirmed = False
         self.missed = False  # events were lost to an expired token: subscribe again
-        self.reconcile = reconcile  # a _Reconciliation, or None
 
 
 class _Request:
@@ -402,7 +258,6 @@ class _Request:
         self.sent_at = None
         self.attempts = 0  # times sent
         self.followup = None  # "read-after-duplicate": see _on_reply
-        self.reconciles = None  # the _Subscription whose check this read is
 
 
 class _Connection:
@@ -509,8 +364,6 @@ class RealtimeProtocol:
         self._outbox = []  # _Request, waiting for an open connection, in order
         self._conn = None  # the _Connection while the state is one of LIVE_STATES
         self._observed_period = None  # the server's ping interval, once seen twice
-        self._checks = {}  # request key -> the _Subscription whose reconciliation read it is
-        self._now = None  # the time of the latest input that came with one
 
     # ----- public inputs -----
 
@@ -629,7 +482,6 @@ class RealtimeProtocol:
         conn = self._conn
         if conn is None:
             return  # from a socket the machine has already given up on
-        self._now = now
         conn.last_heard = now
         conn.probe_sent = None
         message, problem = _decode(text)
@@ -718,11 +570,6 @@ class RealtimeProtocol:
         for req in conn.requests.values():
             if req.deadline is not None:
                 deadlines.append((req.deadline, _bind(self._request_timed_out, req)))
-        for sub in self._subs.values():
-            if sub.reconcile is not None and sub.confirmed:
-                when = sub.reconcile.next_deadline()
-                if when is not None:
-                    deadlines.append((when, _bind(self._start_check, sub)))
         return deadlines
 
     def tick(self, now):
@@ -732,7 +579,6 @@ class RealtimeProtocol:
         timeout drops the socket and its requests' deadlines), so the list is made again
         after each one.
         """
-        self._now = now
         while True:
             due = None
             for when, action in self._deadlines():
@@ -809,17 +655,8 @@ class RealtimeProtocol:
             self._queue(_Request(None, message, None, False))
         return message["uid"]
 
-    def subscribe(self, collection, event=None, query=None, uid=None, item=None, reconcile=None):
-        """Register a subscription; sent now when open, else on every (re)connect. Returns a key.
-
-        ``reconcile`` (a subscription to ``create`` events, or to all events, of a collection):
-        the name of the collection's creation timestamp field (``"date_created"``), or a dict
-        ``{"field", "every", "grace", "page"}``: check now and then for created items whose
-        event never came, and deliver them as ``create`` events (see ``_Reconciliation``).
-        """
-        reconciliation = _Reconciliation.of(reconcile)
-        if reconciliation is not None and (event not in (None, "create") or item is not None):
-            raise ValueError("reconcile finds missed create events: subscribe with event='create'")
+    def subscribe(self, collection, event=None, query=None, uid=None, item=None):
+        """Register a subscription; sent now when open, else on every (re)connect. Returns a key."""
         message = {"type": "subscribe", "collection": collection}
         if event is not None:
             message["event"] = event
@@ -828,7 +665,7 @@ class RealtimeProtocol:
         if item is not None:
             message["item"] = item
         key = self._next_key()
-        sub = _Subscription(key, message, uid, reconciliation)
+        sub = _Subscription(key, message, uid)
         self._subs[key] = sub
         if self.state == OPEN:
             self._send_subscription(sub)
@@ -878,9 +715,6 @@ class RealtimeProtocol:
     # ----- internals -----
 
     def _emit(self, event):
-        if isinstance(event, (RequestDone, RequestFailed)) and event.key in self._checks:
-            self._check_answered(self._checks.pop(event.key), event)
-            return
         self._events.append(event)
 
     def _set_state(self, state):
@@ -1040,77 +874,7 @@ class RealtimeProtocol:
             return  # an unsubscribed subscription's last words
         if message.get("event") == "init":
             sub.confirmed = True
-        rec = sub.reconcile
-        if rec is not None and message.get("event") == "init":
-            rec.subscribed(self._now)
-        elif rec is not None and isinstance(message.get("data"), list):
-            # Keyed by id: what a check delivered already is not delivered again.
-            data = [row for row in message["data"] if rec.delivered(row) or not _keyed(row)]
-            if not data and message.get("event") == "create":
-                return
-            if len(data) != len(message["data"]):
-                message = dict(message)
-                message["data"] = data
         self._emit(SubscriptionMessage(sub.key, message))
-
-    # ----- reconciliation (_Reconciliation) -----
-
-    def _start_check(self, sub, now):
-        bound = sub.reconcile.start(now)
-        self._send_check(sub, bound, now)
-
-    def _send_check(self, sub, bound, now):
-        rec = sub.reconcile
-        read = {
-            "type": "items",
-            "collection": sub.message["collection"],
-            "action": "read",
-            "query": rec.query(sub.message.get("query"), bound),
-        }
-        req = _Request(self._next_key(), read, self.request_timeout, False)
-        req.reconciles = sub
-        rec.running = req.key
-        self._checks[req.key] = sub
-        self._send_request(req, now)
-
-    def _check_answered(self, sub, event):
-        rec = sub.reconcile
-        if self._subs.get(sub.key) is not sub or rec.running != event.key:
-            return  # unsubscribed meanwhile, or a check of an earlier connection
-        rows = event.reply.get("data") if isinstance(event, RequestDone) else None
-        if not isinstance(rows, list):
-            rec.finished()
-            return
-        if rec.learning:
-            rec.learned(rows[0].get(rec.field) if rows and isinstance(rows[0], dict) else None)
-            rec.finished()
-            return
-        fresh = [row for row in rows if rec.delivered(row)]
-        if fresh and sub.uid is not None:
-            message = {"type": "subscription", "event": "create", "data": fresh}
-            message["uid"] = sub.uid
-            message["reconciled"] = True
-            self._emit(SubscriptionMessage(sub.key, message))
-        last = rows[-1] if rows and isinstance(rows[-1], dict) else {}
-        more = len(rows) >= rec.page and last.get(rec.field) not in (None, rec.bound)
-        if more and self.state == OPEN:
-            rec.bound = last.get(rec.field)
-            self._send_check(sub, rec.bound, self._now)
-            return
-        rec.finished()
-
-    def _wrote(self, req, reply, now):
-        """An own create was answered: its event should come to the subscriptions that
-        reconcile its collection."""
-        message = req.message
-        if message.get("type") != "items" or message.get("action") != "create":
-            return
-        data = reply.get("data")
-        rows = data if isinstance(data, list) else [data]
-        for sub in self._subs.values():
-            if sub.reconcile is not None and sub.message["collection"] == message.get("collection"):
-                for row in rows:
-                    sub.reconcile.wrote(row, now)
 
     def _on_reply(self, message, now):
         req = self._request_for(message.get("uid"))
@@ -1124,7 +888,6 @@ class RealtimeProtocol:
                 data = data[0] if data else req.followup
             message = dict(message)
             message["data"] = data
-        self._wrote(req, message, now)
         self._emit(RequestDone(req.key, message))
 
     def _on_error(self, message, now):
@@ -1198,8 +961,6 @@ class RealtimeProtocol:
         for sub in self._subs.values():
             sub.uid = None
             sub.confirmed = False
-            if sub.reconcile is not None:
-                sub.reconcile.stopped()
         if conn is None:
             return
         retried = []
@@ -1277,10 +1038,6 @@ class RealtimeProtocol:
 def _bind(method, req):
     """``method(req, now)`` as an action of ``now`` (MicroPython has no functools.partial)."""
     return lambda now: method(req, now)
-
-
-def _keyed(row):
-    return isinstance(row, dict) and row.get("id") is not None
 
 
 def _decode(text):

@@ -151,20 +151,23 @@ def test_sigkill_of_the_instance_under_a_page_and_a_cpython_client(
             candidate.disconnect()
         assert client is not None, f"no client on {victim}: {client_backends}"
         client.on_state(lambda state, *_: states.append((time.time() * 1000, state)))
-        subscription = await client.subscribe(
+        live = client.live(
             "messages",
-            event="create",
-            query={"fields": ["id", "text", "date_created"]},
-            reconcile="date_created",  # reads back what a reconnect missed
-        )
+            query={
+                "fields": ["id", "text", "date_created"],
+                "filter": {"text": {"_starts_with": marker}},
+                "sort": ["-date_created"],
+                "limit": 200,
+            },
+        )  # catches up after the reconnect: the init carries the window, checks find the rest
 
-        def on_event(message: dict) -> None:
-            for row in message.get("data") or []:
+        def on_change(change: Any) -> None:
+            for row in change.added:
                 if str(row.get("text", "")).startswith(marker):
                     got.setdefault(str(row["id"]), 0)
                     got[str(row["id"])] += 1
 
-        subscription.listen(on_event)
+        live.listen(on_change)
         await asyncio.sleep(0.5)
         writer = writers(healthy.url, token, marker, 60, 10.0)
         await asyncio.sleep(2.0)

@@ -1,0 +1,244 @@
+"""``client.live(collection, query=...)``: the asyncio driver of one ``LiveWindow``.
+
+The rules are in ``window.py`` (sans-I/O, tested without a server); this module only wires
+them to a ``RealtimeClient`` through its public API: one subscription (without ``event``, so
+that every ``init`` carries the window), ``request()`` for the checks' reads, ``create`` /
+``update`` / ``delete`` for writes, ``on_state`` to learn that the subscription is gone, and
+one timer for the next check.
+"""
+
+from .client import Waiter, _call_later, _now, _safely
+from .window import CHECK_EVERY, Change, LiveWindow, Read, new_id
+
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .client import RealtimeClient, Subscription
+
+
+class LiveQuery:
+    """The rows of one query, kept equal to what the server would answer now.
+
+    ``rows`` (in the query's order, pending writes included), ``current``, ``pending``,
+    ``is_pending(id)``, ``listen(callback)``; ``create`` / ``update`` / ``delete`` (optimistic:
+    pending at once, then confirmed or rolled back); ``check()``; ``extend(n)``; ``close()``.
+    Made by ``RealtimeClient.live()``.
+    """
+
+    def __init__(
+        self,
+        client: "RealtimeClient",
+        collection: str,
+        query: "dict[str, Any] | None" = None,
+        store: "Any" = None,
+        check_every: "float | None" = CHECK_EVERY,
+        updated_field: "str | None" = "date_updated",
+    ) -> None:
+        self._client = client
+        self._window = LiveWindow(collection, query, check_every, updated_field)
+        self._store = store
+        self._listeners = []  # type: list[Callable[[Change], object]]
+        self._timer = None  # type: Any
+        self._timer_at = None  # type: float | None
+        self._closed = False
+        self._sub = None  # type: Subscription | None
+        self._remove_state = client.on_state(self._on_state)
+        if store is not None:
+            try:
+                self._window.restore(store.load())
+            except Exception as error:  # an unreadable snapshot is no snapshot
+                print("directus_realtime: the snapshot store failed to load: " + repr(error))
+        self._subscribe()
+        self._drain()
+
+    # ----- reading -----
+
+    @property
+    def collection(self) -> str:
+        return self._window.collection
+
+    @property
+    def query(self) -> "dict[str, Any]":
+        return dict(self._window.query)
+
+    @property
+    def rows(self) -> "list[dict[str, Any]]":
+        return self._window.rows
+
+    @property
+    def current(self) -> bool:
+        return self._window.current
+
+    @property
+    def pending(self) -> "set[Any]":
+        return self._window.pending
+
+    def is_pending(self, item_id: "Any") -> bool:
+        return self._window.is_pending(item_id)
+
+    @property
+    def checks(self) -> int:
+        """How many checks ran (fingerprints, and reads when one was needed)."""
+        return self._window.checks
+
+    def listen(self, callback: "Callable[[Change], object]") -> "Callable[[], None]":
+        """Call ``callback(change)`` with each batch of changes; returns a remover.
+
+        When the window already holds rows, the callback gets them at once as one batch
+        (``reason`` "initial" once subscribed, else "restore").
+        """
+        self._listeners.append(callback)
+        rows = self._window.rows
+        if rows:
+            reason = "initial" if self._window.subscribed else "restore"
+            _safely(callback, Change(reason, rows, [], [], self.current))
+
+        def remove() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return remove
+
+    # ----- acting -----
+
+    def check(self) -> None:
+        """Check now that the window is what the server has (the page calls it when the tab
+        comes back: ``visibilitychange``, ``pageshow``, ``online``)."""
+        self._window.check(_now())
+        self._drain()
+
+    def extend(self, n: int) -> None:
+        """Grow the window by ``n`` rows (a page's "Load older")."""
+        self._window.extend(n, _now())
+        self._subscribe()
+        self._drain()
+
+    def create(self, data: "dict[str, Any]") -> Waiter:
+        """Create a row (with a client id when ``data`` has none); shown at once as pending.
+        The Waiter gives the stored row, or raises what made Directus refuse it."""
+        data = dict(data)
+        if data.get("id") is None:
+            data["id"] = new_id()
+        wid = self._window.write("create", data["id"], data, _now())
+        return self._track(wid, self._client.create(self.collection, data))
+
+    def update(self, item_id: "Any", data: "dict[str, Any]") -> Waiter:
+        wid = self._window.write("update", item_id, dict(data), _now())
+        return self._track(wid, self._client.update(self.collection, dict(data), id=item_id))
+
+    def delete(self, item_id: "Any") -> Waiter:
+        wid = self._window.write("delete", item_id, None, _now())
+        return self._track(wid, self._client.delete(self.collection, id=item_id))
+
+    def close(self) -> None:
+        """Stop following the query (the rows stay as they are)."""
+        self._closed = True
+        self._remove_state()
+        if self._sub is not None:
+            self._sub.unsubscribe()
+            self._sub = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __repr__(self) -> str:
+        return "<LiveQuery %s: %d rows%s%s>" % (
+            self.collection,
+            len(self._window.rows),
+            ", current" if self.current else "",
+            ", %d pending" % len(self.pending) if self.pending else "",
+        )
+
+    # ----- internals -----
+
+    def _subscribe(self) -> None:
+        old = self._sub
+        message = self._window.subscribe_message()
+        self._sub = self._client._subscribe_now(message["collection"], query=message.get("query"))
+        sub = self._sub
+        sub.listen(lambda m: self._on_message(sub, m))
+        if old is not None:
+            old.unsubscribe()
+
+    def _on_message(self, sub: "Subscription", message: "dict[str, Any]") -> None:
+        if sub is not self._sub or self._closed:
+            return
+        self._window.subscribed_message(message, _now())
+        self._drain()
+
+    def _on_state(self, state: str, _client: object) -> None:
+        if state != "open" and self._window.subscribed:
+            self._window.disconnected(_now())
+            self._drain()
+
+    def _track(self, wid: int, waiter: Waiter) -> Waiter:
+        out = Waiter()
+
+        def settle(done: Waiter) -> None:
+            error = done.exception()
+            if error is None:
+                row = done.result()
+                self._window.write_done(wid, row, _now())
+                out.set_result(row)
+            else:
+                self._window.write_failed(wid, error, _now())
+                out.set_exception(error)
+            self._drain()
+
+        waiter.add_done_callback(settle)
+        self._drain()
+        return out
+
+    def _drain(self) -> None:
+        if self._closed:
+            return
+        for action in self._window.actions():
+            if isinstance(action, Read):
+                self._read(action)
+            else:
+                self._report(action)
+        self._schedule()
+
+    def _read(self, read: Read) -> None:
+        waiter = self._client.request(read.message)
+
+        def settle(done: Waiter) -> None:
+            error = done.exception()
+            if error is None:
+                reply = done.result()
+                data = reply.get("data") if isinstance(reply, dict) else None
+                self._window.answered(read.tag, data, _now())
+            else:
+                self._window.failed(read.tag, error, _now())
+            self._drain()
+
+        waiter.add_done_callback(settle)
+
+    def _report(self, change: Change) -> None:
+        if self._store is not None and change.reason not in ("restore", "write"):
+            try:
+                self._store.save(self._window.snapshot())
+            except Exception as error:  # a full disk must not stop the live query
+                print("directus_realtime: the snapshot store failed to save: " + repr(error))
+        for callback in list(self._listeners):
+            _safely(callback, change)
+
+    def _schedule(self) -> None:
+        deadline = self._window.next_deadline()
+        if self._timer is not None:
+            if deadline is not None and self._timer_at is not None and self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer_at = deadline
+            self._timer = _call_later(max(0.0, deadline - _now()) + 0.001, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._closed:
+            self._window.tick(_now())
+            self._drain()

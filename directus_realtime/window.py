@@ -1,0 +1,622 @@
+"""The live query's engine, sans-I/O: a window of rows kept equal to the server's answer.
+
+``LiveWindow`` owns one query's rows (fields, filter, sort, limit) and every rule that keeps
+them true: live events, the catch-up after each (re)subscription, the periodic check that finds
+what the bus between Directus instances lost, and the optimistic writes made here. It does no
+I/O and reads no clock: a driver (``live.py``) feeds it what happened, with the time::
+
+    window.subscribed_message(message, now)   # init / create / update / delete
+    window.disconnected(now)                  # the subscription is gone until the next init
+    window.answered(tag, data, now)           # the reply to a read it asked for
+    window.failed(tag, error, now)            # ... or its error
+    window.tick(now)                          # the time from next_deadline() has come
+    window.check(now)                         # check now (the tab came back, e.g.)
+    window.write(op, item_id, data, now)      # an optimistic write; then write_done/_failed
+
+and drains ``window.actions()``: ``Read(tag, message)`` (send this ``items`` read; report back
+with answered/failed) and ``Change`` (what to tell listeners). Every row goes through one
+id-keyed map (``_base``), so no row shows twice and each change is reported once.
+
+How the window converges after a gap (creates, edits and deletes alike):
+
+* A subscription made without ``event`` makes Directus send ``init`` with the query's rows:
+  after every (re)subscription the window becomes exactly that answer.
+* Directus reads ``init`` before it registers the subscription, and its bus (Redis between
+  instances) can lose events while the socket stays open. So a *check* runs at once after each
+  ``init`` and then every ``check_every`` seconds: a fingerprint of the filtered collection
+  (``aggregate``: count, newest ``updated_field`` and newest sort field) decides whether to
+  look closer; if it changed (or after an ``init``) a light read of the window (ids and
+  ``updated_field`` only) shows which rows are new, changed or gone; only those are read in
+  full. A collection without ``updated_field`` makes each check re-read the window: slower,
+  still correct.
+* A delete that empties a place in a full window, or ``extend()``, makes the window stale: a
+  light read comes at once (the row that moves into the window is one no event announces).
+* A row an event touched after a check's read began keeps the event's version: the event is
+  at least as new as what the read saw.
+"""
+
+import json
+import os
+import random
+
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+CHECK_EVERY = 30.0  # seconds between two checks while subscribed
+REASONS = ("restore", "initial", "event", "catch-up", "check", "write", "confirm", "rollback")
+
+
+class Read:
+    """Send ``message`` (an ``items`` read) and report its reply with ``answered(tag, ...)``."""
+
+    def __init__(self, tag: int, message: "dict[str, Any]") -> None:
+        self.tag = tag
+        self.message = message
+
+    def __repr__(self) -> str:
+        return "Read(%r, %s)" % (self.tag, json.dumps(self.message.get("query")))
+
+
+class Change:
+    """One batch of changes to the window, as listeners get it.
+
+    ``added`` and ``changed`` are rows, ``removed`` ids; ``reason`` is one of ``REASONS``;
+    ``current`` whether the window may be missing nothing; ``error`` the error of a rollback.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        added: "list[dict[str, Any]]",
+        changed: "list[dict[str, Any]]",
+        removed: "list[Any]",
+        current: bool,
+        error: "BaseException | None" = None,
+    ) -> None:
+        self.reason = reason
+        self.added = added
+        self.changed = changed
+        self.removed = removed
+        self.current = current
+        self.error = error
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+    def __repr__(self) -> str:
+        return "Change(%s: +%d ~%d -%d%s%s)" % (
+            self.reason,
+            len(self.added),
+            len(self.changed),
+            len(self.removed),
+            ", current" if self.current else "",
+            ", error=%r" % (self.error,) if self.error is not None else "",
+        )
+
+
+def new_id() -> str:
+    """A random UUID (version 4) for a row created here: MicroPython has no ``uuid`` module."""
+    try:
+        raw = bytearray(os.urandom(16))
+    except Exception:  # a port without os.urandom
+        raw = bytearray(random.getrandbits(8) for _ in range(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = "".join("%02x" % b for b in raw)
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
+def _sort_fields(query: "dict[str, Any]", key: str) -> "list[tuple[str, bool]]":
+    """``[(field, descending)]`` of a Directus ``sort`` (a list or a comma-separated string);
+    the primary key when there is none, as Directus does for a collection without a sort
+    field."""
+    sort = query.get("sort") or [key]
+    if isinstance(sort, str):
+        sort = sort.split(",")
+    out = []
+    for name in sort:
+        name = str(name).strip()
+        if name.startswith("-"):
+            out.append((name[1:], True))
+        elif name:
+            out.append((name, False))
+    return out
+
+
+_MISSING = object()  # a sort value a pending row does not have yet: it sorts as the newest
+
+
+def _rank(value: object) -> "tuple[int, Any]":
+    """An order over what JSON holds: null first (as SQLite), numbers, strings, the rest."""
+    if value is _MISSING:
+        return (4, 0)
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, (int, float)):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, json.dumps(value))
+
+
+def _compare(a: "Any", b: "Any") -> int:
+    ra, rb = _rank(a), _rank(b)
+    return -1 if ra < rb else (1 if ra > rb else 0)
+
+
+def sort_rows(
+    rows: "list[dict[str, Any]]", fields: "list[tuple[str, bool]]", key: str = "id"
+) -> "list[dict[str, Any]]":
+    """``rows`` in the order of ``fields`` (``_sort_fields``), ties broken by primary key.
+
+    A merge sort with a comparison: MicroPython's ``list.sort`` is not stable, and descending
+    strings have no key that negates them.
+    """
+
+    def cmp(a: "dict[str, Any]", b: "dict[str, Any]") -> int:
+        for name, descending in fields:
+            c = _compare(a.get(name, _MISSING), b.get(name, _MISSING))
+            if c:
+                return -c if descending else c
+        return _compare(str(a.get(key)), str(b.get(key)))
+
+    def merge_sort(items: "list[dict[str, Any]]") -> "list[dict[str, Any]]":
+        if len(items) <= 1:
+            return items
+        mid = len(items) // 2
+        left, right = merge_sort(items[:mid]), merge_sort(items[mid:])
+        out = []
+        i = j = 0
+        while i < len(left) and j < len(right):
+            if cmp(right[j], left[i]) < 0:
+                out.append(right[j])
+                j += 1
+            else:
+                out.append(left[i])
+                i += 1
+        out.extend(left[i:])
+        out.extend(right[j:])
+        return out
+
+    return merge_sort(list(rows))
+
+
+class _Write:
+    def __init__(self, wid: int, op: str, item_id: "Any", data: "dict[str, Any] | None") -> None:
+        self.wid = wid
+        self.op = op  # create | update | delete
+        self.id = item_id
+        self.data = data
+
+
+class LiveWindow:
+    """The rows of one query, kept equal to the server's answer (see the module docstring).
+
+    Args:
+        collection: the collection.
+        query: Directus query (``fields``, ``filter``, ``sort``, ``limit``).
+        check_every: seconds between two checks while subscribed (None: only after ``init``
+            and when ``check()`` is called).
+        updated_field: the collection's ``date-updated`` field; None, or rows that lack it,
+            make checks re-read the window instead of comparing fingerprints.
+        key: the primary key field.
+    """
+
+    def __init__(
+        self,
+        collection: str,
+        query: "dict[str, Any] | None" = None,
+        check_every: "float | None" = CHECK_EVERY,
+        updated_field: "str | None" = "date_updated",
+        key: str = "id",
+    ) -> None:
+        self.collection = collection
+        self.query = dict(query or {})
+        self.check_every = check_every
+        self.updated_field = updated_field
+        self.key = key
+        self.subscribed = False  # an init came on the current subscription
+        self.stale = False  # a place in the window may be missing its row
+        self.checks = 0  # checks run (for figures)
+        self._sort = _sort_fields(self.query, key)
+        self._base = {}  # type: dict[str, dict[str, Any]]  # id -> the server's row
+        self._writes = []  # type: list[_Write]  # pending, oldest first
+        self._shown = {}  # type: dict[str, dict[str, Any]]  # id -> row as last reported
+        self._order = []  # type: list[dict[str, Any]]  # the rows shown, in order
+        self._actions = []  # type: list[Read | Change]
+        self._tag = 0
+        self._wid = 0
+        self._check_at = None  # type: float | None
+        self._running = None  # type: tuple[str, int] | None  # (phase, tag) of the check
+        self._baseline = None  # type: str | None  # the last fingerprint
+        self._touched = {}  # type: dict[str, bool]  # ids events changed since the read began
+        self._fingerprint = None  # type: str | None  # the one this check got
+        self._light = []  # type: list[dict[str, Any]]  # the light read being completed
+
+    # ----- what the driver reads -----
+
+    @property
+    def rows(self) -> "list[dict[str, Any]]":
+        """The window, in the query's order, pending writes included."""
+        return list(self._order)
+
+    @property
+    def current(self) -> bool:
+        """True only when nothing may be missing: subscribed, caught up, not stale."""
+        return self.subscribed and not self.stale
+
+    @property
+    def pending(self) -> "set[Any]":
+        return {w.id for w in self._writes}
+
+    def is_pending(self, item_id: "Any") -> bool:
+        item_id = str(item_id)
+        return any(str(w.id) == item_id for w in self._writes)
+
+    def subscribe_message(self) -> "dict[str, Any]":
+        """What to subscribe with: no ``event``, so that ``init`` carries the rows."""
+        return {"type": "subscribe", "collection": self.collection, "query": dict(self.query)}
+
+    def actions(self) -> "list[Read | Change]":
+        """Drain what to do and what to report, in order."""
+        out, self._actions = self._actions, []
+        return out
+
+    def next_deadline(self) -> "float | None":
+        if not self.subscribed or self._running is not None:
+            return None
+        return self._check_at
+
+    def snapshot(self) -> "dict[str, Any]":
+        """What a snapshot store keeps: the server's rows (not the pending writes)."""
+        rows = sort_rows(list(self._base.values()), self._sort, self.key)
+        return {"collection": self.collection, "query": self.query, "rows": rows}
+
+    # ----- inputs -----
+
+    def restore(self, snapshot: "dict[str, Any] | None") -> None:
+        """Show the rows of an earlier snapshot (not current) until the first ``init``."""
+        if not isinstance(snapshot, dict) or self.subscribed:
+            return
+        if snapshot.get("collection") != self.collection or snapshot.get("query") != self.query:
+            return  # the rows of another query
+        rows = snapshot.get("rows")
+        if isinstance(rows, list):
+            self._base = {self._id(r): r for r in rows if self._keyed(r)}
+            self._trim()
+            self._publish("restore")
+
+    def subscribed_message(self, message: "dict[str, Any]", now: float) -> None:
+        event = message.get("event")
+        data = message.get("data")
+        if event == "init":
+            first = not self._shown and not self._base
+            self._base = {}
+            if isinstance(data, list):
+                for row in data:
+                    if self._keyed(row):
+                        self._base[self._id(row)] = row
+            self._trim()
+            self.subscribed = True
+            self.stale = False
+            self._running = None
+            self._baseline = None  # the next check compares the rows themselves
+            self._check_at = now  # init is read before Directus registers the subscription
+            self._publish("initial" if first else "catch-up")
+            return
+        if not self.subscribed:
+            return
+        rows = data if isinstance(data, list) else [data]
+        if event in ("create", "update"):
+            for row in rows:
+                if self._keyed(row):
+                    item_id = self._id(row)
+                    self._touched[item_id] = True
+                    old = self._base.get(item_id)
+                    if old is not None and event == "update":
+                        merged = dict(old)
+                        merged.update(row)
+                        row = merged
+                    self._base[item_id] = row
+            self._trim()
+        elif event == "delete":
+            # Raw ids, sent for every deleted row, in the window or not.
+            full = self._full()
+            gone = False
+            for item_id in rows:
+                if isinstance(item_id, dict):
+                    item_id = item_id.get(self.key)
+                if item_id is None:
+                    continue
+                item_id = str(item_id)
+                self._touched[item_id] = True
+                if self._base.pop(item_id, None) is not None:
+                    gone = True
+            if gone and full:
+                self._make_stale(now)
+        else:
+            return
+        self._publish("event")
+
+    def disconnected(self, now: float) -> None:
+        """The subscription is gone (socket closed); the next ``init`` catches up."""
+        was = self.current
+        self.subscribed = False
+        self._running = None
+        self._check_at = None
+        if was:
+            self._actions.append(Change("event", [], [], [], False))
+
+    def check(self, now: float) -> None:
+        """Run a check now (when subscribed and none is running)."""
+        if self.subscribed and self._running is None:
+            self._check_at = now
+            self.tick(now)
+
+    def extend(self, n: int, now: float) -> "dict[str, Any]":
+        """Grow the window by ``n`` rows; returns the new subscribe message (the driver
+        subscribes again with it, so that each ``init`` carries the whole window)."""
+        limit = self.query.get("limit")
+        if isinstance(limit, int) and limit >= 0:
+            self.query["limit"] = limit + int(n)
+        self._make_stale(now)
+        return self.subscribe_message()
+
+    def tick(self, now: float) -> None:
+        if self._check_at is None or now < self._check_at or self._running is not None:
+            return
+        if not self.subscribed:
+            return
+        self._check_at = None
+        self.checks += 1
+        self._touched = {}
+        if self.stale or not self._fingerprintable():
+            self._read_window(now)
+        else:
+            self._ask("fingerprint", self._fingerprint_query())
+
+    def answered(self, tag: int, data: "Any", now: float) -> None:
+        if self._running is None or self._running[1] != tag:
+            return  # a read of an earlier subscription, or of a check given up
+        phase = self._running[0]
+        self._running = None
+        if phase == "fingerprint":
+            fingerprint = json.dumps(data)
+            if fingerprint == self._baseline and not self.stale:
+                self._finished(now)
+                return
+            self._fingerprint = fingerprint
+            self._read_window(now)
+        elif phase == "window":
+            self._apply_window(data, None, now)
+        elif phase == "ids":
+            self._apply_ids(data, now)
+        elif phase == "rows":
+            self._apply_window(self._light, data, now)
+
+    def failed(self, tag: int, error: "BaseException", now: float) -> None:
+        if self._running is None or self._running[1] != tag:
+            return
+        self._running = None
+        if self.subscribed:  # try again at the next period
+            self._check_at = now + (self.check_every or CHECK_EVERY)
+
+    # ----- writes -----
+
+    def write(self, op: str, item_id: "Any", data: "dict[str, Any] | None", now: float) -> int:
+        """Apply a write made here at once, as pending; returns its write id."""
+        if op not in ("create", "update", "delete"):
+            raise ValueError("op must be create, update or delete")
+        self._wid += 1
+        self._writes.append(_Write(self._wid, op, item_id, data))
+        self._publish("write")
+        return self._wid
+
+    def write_done(self, wid: int, row: "Any", now: float) -> None:
+        """Directus stored the write (``row``: what it answered, for create and update)."""
+        write = self._take(wid)
+        if write is None:
+            return
+        item_id = str(write.id)
+        if write.op == "delete":
+            if self._base.pop(item_id, None) is not None and self._full():
+                self._make_stale(now)
+        elif isinstance(row, dict) and self._keyed(row):
+            old = self._base.get(item_id)
+            if old is not None:
+                merged = dict(old)
+                merged.update(row)
+                self._base[item_id] = merged
+            elif write.op == "create":
+                self._base[item_id] = row  # its event may come later, or be lost
+            self._touched[item_id] = True
+            self._trim()
+        self._publish("confirm")
+
+    def write_failed(self, wid: int, error: "BaseException", now: float) -> None:
+        if self._take(wid) is not None:
+            self._publish("rollback", error)
+
+    # ----- internals -----
+
+    def _take(self, wid: int) -> "_Write | None":
+        for i, write in enumerate(self._writes):
+            if write.wid == wid:
+                return self._writes.pop(i)
+        return None
+
+    def _keyed(self, row: "Any") -> bool:
+        return isinstance(row, dict) and row.get(self.key) is not None
+
+    def _id(self, row: "dict[str, Any]") -> str:
+        return str(row[self.key])
+
+    def _limit(self) -> "int | None":
+        limit = self.query.get("limit")
+        return limit if isinstance(limit, int) and limit >= 0 else None
+
+    def _full(self) -> bool:
+        limit = self._limit()
+        return limit is not None and len(self._base) >= limit
+
+    def _trim(self) -> None:
+        """Keep the rows the server's window holds: the first ``limit`` in the query's order."""
+        limit = self._limit()
+        if limit is not None and len(self._base) > limit:
+            kept = sort_rows(list(self._base.values()), self._sort, self.key)[:limit]
+            self._base = {self._id(r): r for r in kept}
+
+    def _make_stale(self, now: float) -> None:
+        self.stale = True
+        if self.subscribed and self._running is None:
+            self._check_at = now
+
+    def _fingerprintable(self) -> bool:
+        field = self.updated_field
+        if field is None or not self._base:
+            return False
+        return all(field in row for row in self._base.values())
+
+    def _filter(self) -> "Any":
+        return self.query.get("filter")
+
+    def _fingerprint_query(self) -> "dict[str, Any]":
+        newest = [self.updated_field]
+        for name, _ in self._sort:
+            if name not in newest and "." not in name:
+                newest.append(name)
+        query = {"aggregate": {"count": ["*"], "max": newest}}  # type: dict[str, Any]
+        if self._filter():
+            query["filter"] = self._filter()
+        return query
+
+    def _read_window(self, now: float) -> None:
+        query = dict(self.query)
+        if self._fingerprintable():
+            query["fields"] = [self.key, self.updated_field]
+            self._ask("ids", query)
+        else:
+            self._ask("window", query)
+
+    def _ask(self, phase: str, query: "dict[str, Any]") -> None:
+        self._tag += 1
+        self._running = (phase, self._tag)
+        message = {"type": "items", "collection": self.collection, "action": "read"}
+        message["query"] = query
+        self._actions.append(Read(self._tag, message))
+
+    def _apply_ids(self, data: "Any", now: float) -> None:
+        if not isinstance(data, list):
+            self._finished(now)
+            return
+        field = self.updated_field
+        light = [r for r in data if self._keyed(r)]
+        wanted = []
+        for row in light:
+            item_id = self._id(row)
+            old = self._base.get(item_id)
+            if old is None or field not in old or old.get(field) != row.get(field):
+                if item_id not in self._touched:
+                    wanted.append(row[self.key])
+        self._light = light
+        if not wanted:
+            self._apply_window(light, [], now)
+            return
+        query = dict(self.query)
+        query.pop("sort", None)
+        query["limit"] = len(wanted)
+        own = self._filter()
+        by_id = {self.key: {"_in": wanted}}
+        query["filter"] = {"_and": [own, by_id]} if own else by_id
+        self._ask("rows", query)
+
+    def _apply_window(self, order: "Any", fetched: "Any", now: float) -> None:
+        """The server's window: ``order`` its rows (full rows, or ``[id, updated]`` with the
+        full rows of the changed ones in ``fetched``). Rows events touched since the read
+        began keep the events' version."""
+        if not isinstance(order, list):
+            self._finished(now)
+            return
+        full = {}
+        for row in fetched if isinstance(fetched, list) else []:
+            if self._keyed(row):
+                full[self._id(row)] = row
+        base = {}
+        for row in order:
+            if not self._keyed(row):
+                continue
+            item_id = self._id(row)
+            if item_id in self._touched:
+                continue
+            if fetched is None:
+                base[item_id] = row
+            elif item_id in full:
+                base[item_id] = full[item_id]
+            elif item_id in self._base and self._base[item_id].get(self.updated_field) == row.get(
+                self.updated_field
+            ):
+                base[item_id] = self._base[item_id]
+            # else: changed between the two reads; the next check reads it
+        for item_id in self._touched:
+            if item_id in self._base:
+                base[item_id] = self._base[item_id]
+        self._base = base
+        self._trim()
+        self.stale = False
+        if self._fingerprint is not None:
+            self._baseline = self._fingerprint
+            self._fingerprint = None
+        self._finished(now)
+        self._publish("check")
+
+    def _finished(self, now: float) -> None:
+        self._running = None
+        self._fingerprint = None
+        if self.subscribed and self.check_every is not None and self._check_at is None:
+            self._check_at = now + self.check_every
+        if self.stale and self.subscribed:
+            self._check_at = now
+
+    def _view(self) -> "list[dict[str, Any]]":
+        rows = dict(self._base)
+        for write in self._writes:
+            item_id = str(write.id)
+            row = rows.get(item_id)
+            if write.op == "delete":
+                rows.pop(item_id, None)
+            elif write.op == "create":
+                merged = dict(row or {})
+                merged.update(write.data or {})
+                merged[self.key] = write.id
+                rows[item_id] = merged
+            elif row is not None:
+                merged = dict(row)
+                merged.update(write.data or {})
+                rows[item_id] = merged
+        ordered = sort_rows(list(rows.values()), self._sort, self.key)
+        limit = self._limit()
+        return ordered[:limit] if limit is not None else ordered
+
+    def _publish(self, reason: str, error: "BaseException | None" = None) -> None:
+        """Diff the view against what was last reported, by id, and report it once."""
+        order = self._view()
+        shown = {}
+        added, changed = [], []
+        for row in order:
+            item_id = self._id(row)
+            shown[item_id] = row
+            old = self._shown.get(item_id)
+            if old is None:
+                added.append(row)
+            elif old != row:
+                changed.append(row)
+        removed = [self._shown[i][self.key] for i in self._shown if i not in shown]
+        self._shown = shown
+        self._order = order
+        change = Change(reason, added, changed, removed, self.current, error)
+        if change or reason in ("initial", "catch-up", "rollback", "restore"):
+            self._actions.append(change)
