@@ -114,7 +114,7 @@ class Page:
             from directus_realtime.transports.browser import fetch_text as http
         url = self.config["url"]
         session = TokenSession(url, self.config["email"], self.config["password"], http=http)
-        composable = realtime(token_provider=session.token, outbox_store=self.outbox)
+        composable = realtime(token_provider=session.token)
         return create_directus(url).with_(composable)
 
     def use(self, directus) -> None:
@@ -268,11 +268,20 @@ class Page:
 
     # ----- create_item and the compose form: writes through the live query -----
 
+    def write(self, text, user):
+        """``{text, user}`` created through the live query: shown at once as pending; a
+        ``Waiter`` of the stored row. ``ValueError`` (and nothing sent) for bad input."""
+        check_item(text, user)
+        stored = self.live.create({"text": text, "user": user})
+        # A confirmation that changes nothing on screen (the row's event came first) brings no
+        # change batch: the pending marks are looked at again once the write settles.
+        stored.add_done_callback(lambda done: self.view.mark_pending())
+        return stored
+
     def create_item(self, text=None, user=None):
         """A Promise of the created item; bad input rejects at once and sends nothing."""
         try:
-            check_item(text, user)
-            stored = self.live.create({"text": text, "user": user})
+            stored = self.write(text, user)
         except Exception as error:
             return self.window.Promise.reject(self.window.Error.new(str(error)))
         # Promise.withResolvers, not new Promise(executor): MicroPython's FFI does not keep an
@@ -296,8 +305,7 @@ class Page:
         fields = event.target.elements
         text, user = fields.text.value, fields.user.value
         try:
-            check_item(text, user)
-            stored = self.live.create({"text": text, "user": user})
+            stored = self.write(text, user)
         except Exception as error:
             self.screen.compose_error(str(error).replace("create_item: ", ""))
             return

@@ -5,7 +5,10 @@ latest ``limit`` rows; "Load older" grows the window. The library reads, catches
 it; the page only says what it is. Pure values, tested in CPython.
 """
 
-FIELDS = ["id", "user", "text", "date_created"]
+# Every field the user may read: id, user, text, date_created, and date_updated where the
+# collection has it (the live query's checks then compare it instead of re-reading the window;
+# naming it would make Directus refuse the query of a collection without it).
+FIELDS = ["*"]
 
 
 def window_query(limit: int) -> dict:

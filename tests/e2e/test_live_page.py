@@ -130,9 +130,7 @@ def connected_since(probe: Any, since_ms: float) -> float | None:
     return times[-1] / 1000 if times else None
 
 
-def test_after_its_socket_is_cut_the_page_shows_others_edits_deletes_and_creates(
-    open_page, stack
-):
+def test_after_its_socket_is_cut_the_page_shows_others_edits_deletes_and_creates(open_page, stack):
     probe = open_page("socket cut")
     probe.page.add_init_script(STATE_SPY)
     cutter = SocketCutter()
@@ -165,9 +163,7 @@ def test_after_its_socket_is_cut_the_page_shows_others_edits_deletes_and_creates
 
 
 @pytest.mark.slow
-def test_after_its_tab_was_frozen_the_page_shows_others_edits_deletes_and_creates(
-    open_page, stack
-):
+def test_after_its_tab_was_frozen_the_page_shows_others_edits_deletes_and_creates(open_page, stack):
     probe = ready_page(open_page, stack, "frozen tab")
     api = DirectusAPI(stack["directus_url"], stack["token"])
     changes = Changes(stack, probe)
@@ -192,4 +188,65 @@ def test_a_reload_shows_what_changed_while_the_page_was_closed(open_page, stack)
     loaded = time.time()
     took = wait_until_it_matches(probe, api, loaded, "after a reload")
     changes.assert_seen(probe)
-    figures(f"page closed, then opened again (edit, delete, create meanwhile): matched {took:.2f} s")
+    figures(
+        f"page closed, then opened again (edit, delete, create meanwhile): matched {took:.2f} s"
+    )
+
+
+def test_offline_the_page_shows_its_last_rows_as_not_current_and_writes_wait_as_pending(
+    open_page, stack
+):
+    """A reload that cannot reach Directus shows the rows the page last showed (the live
+    query's snapshot in localStorage), marked not current; offline, ``create_item``'s row shows
+    at once as pending; back online the write is stored once and the page matches again."""
+    probe = ready_page(open_page, stack, "offline")
+    api = DirectusAPI(stack["directus_url"], stack["token"])
+    changes = Changes(stack, probe)
+    key = "directus-realtime:snapshot:" + stack["directus_url"]
+    probe.page.wait_for_function(
+        "([key, id]) => (localStorage.getItem(key) || '').includes(id)",
+        arg=[key, str(changes.rows[-1]["id"])],
+        timeout=STEP_TIMEOUT_MS,
+    )
+    assert stack["token"] not in probe.page.evaluate(f"localStorage.getItem('{key}')")
+    before = shown_rows(probe)
+
+    # Directus unreachable (the page server still answers), then the network gone.
+    directus = stack["directus_url"]
+    probe.context.route(directus + "/**", lambda route: route.abort())
+    cutter = SocketCutter()
+    cutter.refusing = True
+    probe.page.route_web_socket(re.compile(r"/websocket"), cutter.route)
+    probe.page.reload(wait_until="domcontentloaded")
+    probe.page.wait_for_function(
+        "n => document.querySelectorAll('#messages .message').length >= n",
+        arg=len(before),
+        timeout=STEP_TIMEOUT_MS,
+    )
+    assert shown_rows(probe) == before
+    assert probe.page.evaluate("document.body.dataset.current") == "false"
+    probe.context.set_offline(True)
+    probe.page.wait_for_selector('#status[data-state="offline"]', timeout=STEP_TIMEOUT_MS)
+
+    text = changes.marker + " written offline"
+    probe.page.evaluate(
+        "t => { window.__offline = window.create_item(t, 'offline').then(r => r.id); }", text
+    )
+    probe.page.wait_for_function(
+        """t => [...document.querySelectorAll('#messages .message[data-pending]')]
+              .some(row => row.querySelector('.text').textContent === t)""",
+        arg=text,
+        timeout=STEP_TIMEOUT_MS,
+    )
+    assert probe.page.evaluate("document.body.dataset.current") == "false"
+
+    probe.context.unroute(directus + "/**")
+    cutter.mend()
+    probe.context.set_offline(False)
+    online = time.time()
+    item_id = probe.page.evaluate("window.__offline")  # the Promise resolves once stored
+    took = wait_until_it_matches(probe, api, online, "back online")
+    stored = api.get("/items/messages", filter={"text": {"_eq": text}}, fields=["id"])
+    assert [row["id"] for row in stored] == [item_id]
+    assert not probe.page.query_selector("#messages .message[data-pending]")
+    figures(f"offline reload, a write made offline: stored once, matched {took:.2f} s after online")

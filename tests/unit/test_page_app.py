@@ -203,6 +203,10 @@ class Rows:
 
     def __init__(self, document, window, to_js, next_task) -> None:
         self.list = Element("messages")
+        self.pending = set()
+
+    def set_pending(self, item_id, pending) -> None:
+        (self.pending.add if pending else self.pending.discard)(item_id)
 
 
 class Live:
@@ -486,6 +490,17 @@ def test_create_item_writes_through_the_live_query_and_settles_its_promise(make_
     promise = page.create_item("refused", "ada")
     live.created_waiter.set_exception(RuntimeError("FORBIDDEN: no"))
     assert promise.outcome == ("rejected", "Error: FORBIDDEN: no")
+
+
+def test_a_write_confirmed_without_a_change_on_screen_is_unmarked_pending(make_page):
+    page, _, _, _, live = started(make_page)
+    page.create_item("hello", "ada")
+    live.pending = {"x"}
+    page.view.mark_pending()
+    assert page.rows.pending == {"x"}
+    live.pending = set()  # its event brought the row first: the confirmation changes nothing
+    live.created_waiter.set_result({"id": "x", "text": "hello", "user": "ada"})
+    assert page.rows.pending == set()
 
 
 def test_create_item_refuses_bad_input_without_writing(make_page):
