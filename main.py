@@ -31,9 +31,7 @@ async def start() -> None:
     # "Connect via Directus Realtime"
     if config["token"]:
         directus = (
-            create_directus(config["url"])
-            .with_(static_token(config["token"]))
-            .with_(realtime())
+            create_directus(config["url"]).with_(static_token(config["token"])).with_(realtime())
         )
     else:  # email and password, from the Settings panel
         directus = page.signed_in_client()
