@@ -191,8 +191,10 @@ class Page:
         self.show_waiting()
 
     def load_older(self, event=None) -> None:
-        self.window_size += settings.HISTORY
-        self.live.extend(settings.HISTORY)
+        """The window grows by as many rows as the page showed first (``?history=``)."""
+        step = self.config.get("history") or settings.HISTORY
+        self.window_size += step
+        self.live.extend(step)
 
     def check_if_visible(self) -> None:
         if self.document.visibilityState == "visible":
