@@ -18,6 +18,7 @@ import sys
 import time
 
 from . import protocol as p
+from . import writes as w
 from .errors import ConnectionFailed, DirectusError, RealtimeError
 
 # typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
@@ -234,7 +235,8 @@ class RealtimeClient:
     The keyword arguments are ``RealtimeProtocol``'s (each documented there), with
     ``reconnect`` as True, False, a dict (``delay``, ``max_delay``, ``retries``) or a
     ``Backoff``; and ``token_provider``, a callable (maybe async) that returns a fresh access
-    token, and ``transport`` (see the module docstring).
+    token, ``transport`` (see the module docstring) and ``outbox_store``, where unconfirmed
+    writes are kept (``writes.py``: memory by default, ``JsonFileStore(path)`` in CPython).
     """
 
     def __init__(
@@ -257,6 +259,8 @@ class RealtimeClient:
         transport=None,
         request_attempts: int = p.REQUEST_ATTEMPTS,
         stable_after=None,
+        send_rate: "float | None" = p.SEND_RATE,
+        outbox_store: object = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._token_provider = token_provider
@@ -277,6 +281,7 @@ class RealtimeClient:
             ws_url=ws_url,
             request_attempts=request_attempts,
             stable_after=stable_after,
+            send_rate=send_rate,
         )
         self._transport = transport or default_transport()
         self._socket = None
@@ -288,6 +293,11 @@ class RealtimeClient:
         self._timer = None  # what calls tick() at _timer_at (see _call_later)
         self._timer_at = None
         self._pumping = False
+        # The one outbox of writes: seq -> [entry, Waiter]; entries also in the store.
+        self._store = outbox_store if outbox_store is not None else w.MemoryStore()
+        self._writes = {}
+        self._seq = 0
+        self._load_writes()
 
     # ----- the SDK's surface -----
 
@@ -489,7 +499,78 @@ class RealtimeClient:
         for name, value in fields.items():
             if value is not None:
                 message[name] = value
+        if w.is_write(message):
+            return _then(self._write(message, False), _data_of)
         return _then(self.request(message), _data_of)
+
+    # ----- the outbox of writes (writes.py) -----
+
+    def outbox_store_changed(self) -> None:
+        """The store has entries this client does not know (e.g. a tab took over the
+        outbox): load them and send them."""
+        self._load_writes()
+        self._drain()
+
+    def pending_writes(self) -> "list[tuple[dict, Waiter]]":
+        """``(message, waiter)`` of every write not confirmed yet, oldest first."""
+        return [(self._writes[k][0]["message"], self._writes[k][1]) for k in sorted(self._writes)]
+
+    def _load_writes(self):
+        try:
+            entries = self._store.load() or []
+        except Exception as error:  # an unreadable store is an empty one
+            print("directus_realtime: the outbox store failed to load: " + repr(error))
+            entries = []
+        known = [e[0]["message"] for e in self._writes.values()]
+        for entry in entries:
+            message = entry.get("message") if isinstance(entry, dict) else None
+            if isinstance(message, dict) and w.is_write(message) and message not in known:
+                self._write(message, True)
+
+    def _write(self, message, sent_before):
+        self._seq += 1
+        seq = self._seq
+        self._writes[seq] = [w.entry(seq, message, sent_before), Waiter()]
+        self._save_writes()
+        self._attempt(seq)
+        return self._writes[seq][1]
+
+    def _attempt(self, seq):
+        entry, waiter = self._writes[seq]
+        message = entry["message"]
+        repeatable = w.idempotent(message)
+        attempt = self.request(message, retry=repeatable)
+
+        def settle(done):
+            if seq not in self._writes:
+                return
+            error = done.exception()
+            action = message.get("action")
+            outcome = w.write_outcome(action, error, entry["sent"], repeatable)
+            if outcome == w.RETRY:
+                entry["sent"] = True
+                self._save_writes()
+                if isinstance(error, DirectusError):  # Directus said "not now": wait a little
+                    _call_later(1.0, lambda: seq in self._writes and self._attempt(seq))
+                else:  # the core sends it once connected
+                    self._attempt(seq)
+                return
+            if outcome != w.KEEP:
+                self._writes.pop(seq, None)
+                self._save_writes()
+            if outcome == w.STORED:
+                waiter.set_result(done.result() if error is None else {"data": None})
+            else:
+                waiter.set_exception(error)
+
+        entry["sent"] = entry["sent"] or self.is_connected
+        attempt.add_done_callback(settle)
+
+    def _save_writes(self):
+        try:
+            self._store.save([self._writes[k][0] for k in sorted(self._writes)])
+        except Exception as error:  # a full disk must not stop the client
+            print("directus_realtime: the outbox store failed to save: " + repr(error))
 
     def _unsubscribe(self, sub):
         self._pump(self._proto.unsubscribe, sub.key)

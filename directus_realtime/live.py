@@ -7,7 +7,7 @@ that every ``init`` carries the window), ``request()`` for the checks' reads, ``
 one timer for the next check.
 """
 
-from .client import Waiter, _call_later, _now, _safely
+from .client import Waiter, _call_later, _data_of, _now, _safely, _then
 from .window import CHECK_EVERY, Change, LiveWindow, Read, new_id
 
 # typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
@@ -51,6 +51,9 @@ class LiveQuery:
                 self._window.restore(store.load())
             except Exception as error:  # an unreadable snapshot is no snapshot
                 print("directus_realtime: the snapshot store failed to load: " + repr(error))
+        for message, waiter in client.pending_writes():  # e.g. restored from the store
+            if message.get("collection") == collection:
+                self._adopt(message, waiter)
         self._subscribe()
         self._drain()
 
@@ -132,6 +135,19 @@ class LiveQuery:
     def delete(self, item_id: "Any") -> Waiter:
         wid = self._window.write("delete", item_id, None, _now())
         return self._track(wid, self._client.delete(self.collection, id=item_id))
+
+    def _adopt(self, message: "dict[str, Any]", waiter: Waiter) -> None:
+        """Show a write made before this live query (restored from the outbox store)."""
+        action, data = message.get("action"), message.get("data")
+        item_id = message.get("id")
+        if action == "create" and isinstance(data, dict):
+            item_id = data.get("id")
+        if action not in ("create", "update", "delete") or item_id is None:
+            return
+        wid = self._window.write(
+            str(action), item_id, data if isinstance(data, dict) else None, _now()
+        )
+        self._track(wid, _then(waiter, _data_of))
 
     def close(self) -> None:
         """Stop following the query (the rows stay as they are)."""

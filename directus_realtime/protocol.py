@@ -75,6 +75,11 @@ PONG_TIMEOUT = 2.0
 # reconnect, so this is also what one unanswerable request can cost the server).
 REQUEST_ATTEMPTS = 3
 
+# Messages per second the client sends at most (a burst of as many, then that pace). Directus's
+# rate limiter (RATE_LIMITER_ENABLED) allows 50 per second per connection by default and drops
+# what is over, pongs included: this keeps under it with room for the heartbeat.
+SEND_RATE = 40.0
+
 
 # --- What the machine asks the driver to do -----------------------------------------------
 
@@ -258,6 +263,7 @@ class _Request:
         self.sent_at = None
         self.attempts = 0  # times sent
         self.followup = None  # "read-after-duplicate": see _on_reply
+        self.dropped = 0  # attempts Directus's rate limiter may have dropped (not counted)
 
 
 class _Connection:
@@ -304,6 +310,9 @@ class RealtimeProtocol:
             that a lost connection would send again; more fail with ``OutboxFull``.
         ws_url: the socket URL, when it is not derived from ``url`` (the SDK's ``url``).
         probes: ping a silent connection while a reply is awaited (see ``_probe_at``).
+        send_rate: messages per second at most (None: unpaced). Requests wait in the outbox
+            for their turn; ``REQUESTS_EXCEEDED`` ("retry after <ms>ms") pauses them that
+            long, and the requests it may have dropped are sent again when that is safe.
     """
 
     def __init__(
@@ -325,6 +334,7 @@ class RealtimeProtocol:
         probes=True,
         request_attempts=REQUEST_ATTEMPTS,
         stable_after=None,
+        send_rate=SEND_RATE,
     ):
         if auth_mode not in AUTH_MODES:
             raise ValueError("auth_mode must be one of " + ", ".join(AUTH_MODES))
@@ -347,6 +357,11 @@ class RealtimeProtocol:
         self.stable_after = self.heartbeat_period if stable_after is None else stable_after
         self.outbox_limit = outbox_limit
         self.ws_url = ws_url
+        self.send_rate = float(send_rate) if send_rate else None
+        self._tokens = self.send_rate or 0.0  # what may be sent now (a token bucket)
+        self._tokens_at = None  # when _tokens was last refilled
+        self.paused_until = None  # REQUESTS_EXCEEDED: nothing paced is sent before then
+        self._resend_subs = []  # subscriptions the rate limiter may have dropped
         # Fail fast on a URL that can never work.
         websocket_url(url, ws_url, auth_mode, access_token)
 
@@ -570,6 +585,9 @@ class RealtimeProtocol:
         for req in conn.requests.values():
             if req.deadline is not None:
                 deadlines.append((req.deadline, _bind(self._request_timed_out, req)))
+        flush_at = self._flush_at()
+        if flush_at is not None:
+            deadlines.append((flush_at, self._flush))
         return deadlines
 
     def tick(self, now):
@@ -609,7 +627,8 @@ class RealtimeProtocol:
 
     def _request_timed_out(self, req, now):
         heard_since = req.sent_at is not None and self._conn.last_heard > req.sent_at
-        if req.retry and req.attempts < self.request_attempts and not heard_since:
+        tries = req.attempts - req.dropped
+        if req.retry and tries < self.request_attempts and not heard_since:
             # Directus answers in milliseconds and this connection has been silent since: it
             # is the likelier culprit. Reconnect; the request waits in the outbox and is sent
             # again, which its idempotence makes safe. (A connection heard from since, e.g.
@@ -697,7 +716,12 @@ class RealtimeProtocol:
         if retry is None:
             retry = _is_idempotent(message)
         req = _Request(self._next_key(), message, timeout or self.request_timeout, retry)
-        if self.state == OPEN and not (retry and self._waiting() >= self.outbox_limit):
+        if (
+            self.state == OPEN
+            and not self._outbox
+            and self._may_send(now)
+            and not (retry and self._waiting() >= self.outbox_limit)
+        ):
             self._send_request(req, now)
         else:
             self._queue(req)
@@ -731,6 +755,8 @@ class RealtimeProtocol:
         return self._key
 
     def _send(self, message):
+        if self.send_rate is not None:
+            self._tokens -= 1  # every frame counts against Directus's limiter
         self._emit(SendText(json.dumps(message, separators=(",", ":"))))
 
     def _auth_credentials(self):
@@ -763,14 +789,71 @@ class RealtimeProtocol:
         self.ever_opened = True
         self._set_state(OPEN)
         self._emit(Opened())
+        self._resend_subs = []
         for sub in self._subs.values():
             self._send_subscription(sub)
-        outbox, self._outbox = self._outbox, []
-        for req in outbox:
+        self._flush(now)
+
+    # ----- pacing (send_rate, REQUESTS_EXCEEDED) -----
+
+    def _may_send(self, now):
+        if self.send_rate is None or now is None:
+            return True
+        if self.paused_until is not None:
+            if now < self.paused_until:
+                return False
+            self.paused_until = None
+        if self._tokens_at is not None:
+            refill = (now - self._tokens_at) * self.send_rate
+            self._tokens = min(self.send_rate, self._tokens + refill)
+        self._tokens_at = now
+        return self._tokens > 0.999  # (float sums of refills fall a hair short of 1)
+
+    def _flush_at(self):
+        """When the next waiting request may go (None: nothing waits, or not open)."""
+        if self.state != OPEN or not (self._outbox or self._resend_subs):
+            return None
+        if self.send_rate is None:
+            return self._tokens_at
+        if self.paused_until is not None:
+            return self.paused_until
+        if self._tokens_at is None:
+            return None
+        return self._tokens_at + max(0.0, 1.0 - self._tokens) / self.send_rate
+
+    def _flush(self, now):
+        """Send what waits, in order, as fast as ``send_rate`` allows."""
+        while self.state == OPEN and self._resend_subs and self._may_send(now):
+            sub = self._resend_subs.pop(0)
+            if self._subs.get(sub.key) is sub and not sub.confirmed:
+                self._send_subscription(sub)
+        while self.state == OPEN and self._outbox and self._may_send(now):
+            req = self._outbox.pop(0)
             if req.key is None:  # a raw send_message
                 self._send(req.message)
             else:
                 self._send_request(req, now)
+
+    def _rate_limited(self, error, now):
+        """Directus dropped a message of ours (``REQUESTS_EXCEEDED``, no uid: which one is not
+        said). Wait as long as it asks, then send again the requests in flight that are safe
+        to repeat and the subscriptions not confirmed yet; the others time out as usual."""
+        wait = _retry_after(error.message)
+        self.paused_until = (now or 0.0) + (wait if wait is not None else 1.0)
+        self._tokens = 0.0
+        conn = self._conn
+        again = []
+        for req in sorted(conn.requests.values(), key=lambda r: r.key):
+            if req.retry:
+                self._forget_request(req)
+                req.dropped += 1
+                req.uid = None
+                req.deadline = None
+                again.append(req)
+        self._outbox = again + self._outbox
+        for sub in self._subs.values():
+            if sub.uid is not None and not sub.confirmed and sub not in self._resend_subs:
+                self._resend_subs.append(sub)
 
     def _send_subscription(self, sub):
         subs_by_uid = self._conn.subs_by_uid
@@ -882,10 +965,18 @@ class RealtimeProtocol:
             return
         self._forget_request(req)
         if req.followup is not None:
-            # The answer to a read we made after a retried create met RECORD_NOT_UNIQUE.
+            # The answer to a read we made after a create met RECORD_NOT_UNIQUE.
             data = message.get("data")
             if isinstance(req.followup, dict) and isinstance(data, list):
-                data = data[0] if data else req.followup
+                data = data[0] if data else None
+            if not _written(req.followup, data):
+                error = DirectusError(
+                    "RECORD_NOT_UNIQUE",
+                    "An item with this id exists and is not what was written: choose another id.",
+                    message,
+                )
+                self._emit(RequestFailed(req.key, error))
+                return
             message = dict(message)
             message["data"] = data
         self._emit(RequestDone(req.key, message))
@@ -894,6 +985,9 @@ class RealtimeProtocol:
         uid = message.get("uid")
         error = DirectusError.from_reply(message)
         conn = self._conn
+        if error.code == "REQUESTS_EXCEEDED" and uid is None:
+            self._rate_limited(error, now)
+            return
         if uid is not None:
             req = conn.requests_by_uid.get(uid)
             if req is not None:
@@ -931,9 +1025,10 @@ class RealtimeProtocol:
 
     def _on_request_error(self, req, error, now):
         self._forget_request(req)
-        if error.code == "RECORD_NOT_UNIQUE" and req.attempts > 1 and req.retry:
-            # Our earlier attempt did create the item; its reply was lost. Read it back, as
-            # a request of its own (with attempts of its own).
+        if error.code == "RECORD_NOT_UNIQUE" and req.retry and _creates_with_ids(req.message):
+            # Maybe an earlier attempt (this session's, or one before a reload) stored it
+            # and its reply was lost: read it back by id, as a request of its own. It counts
+            # as stored only if the row is what was written (``_written``).
             data = req.message.get("data")
             read = {"type": "items", "collection": req.message.get("collection"), "action": "read"}
             if isinstance(data, list):
@@ -965,7 +1060,7 @@ class RealtimeProtocol:
             return
         retried = []
         for req in sorted(conn.requests.values(), key=lambda r: r.key):
-            if retry_requests and req.retry and req.attempts < self.request_attempts:
+            if retry_requests and req.retry and req.attempts - req.dropped < self.request_attempts:
                 req.uid = None
                 req.deadline = None
                 retried.append(req)
@@ -1038,6 +1133,43 @@ class RealtimeProtocol:
 def _bind(method, req):
     """``method(req, now)`` as an action of ``now`` (MicroPython has no functools.partial)."""
     return lambda now: method(req, now)
+
+
+def _creates_with_ids(message):
+    return message.get("action") == "create" and _is_idempotent(message)
+
+
+def _written(data, stored):
+    """Whether ``stored`` (the rows read back) holds every field of ``data`` (what was
+    written) with the same value: one row (dicts) or several (lists, matched by id)."""
+    if isinstance(data, list):
+        if not isinstance(stored, list):
+            return False
+        by_id = {}
+        for row in stored:
+            if isinstance(row, dict):
+                by_id[str(row.get("id"))] = row
+        return all(_written(row, by_id.get(str(row.get("id")))) for row in data)
+    if not isinstance(data, dict) or not isinstance(stored, dict):
+        return False
+    for name, value in data.items():
+        if stored.get(name) != value:
+            return False
+    return True
+
+
+def _retry_after(message):
+    """Seconds from Directus's "Too many messages, retry after 734ms." (None if absent)."""
+    text = str(message)
+    at = text.find("after ")
+    if at < 0:
+        return None
+    digits = ""
+    for ch in text[at + 6 :]:
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits) / 1000 if digits else None
 
 
 def _decode(text):

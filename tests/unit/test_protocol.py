@@ -1098,15 +1098,75 @@ def test_retried_bulk_create_meeting_record_not_unique_reads_all_ids_back():
     assert [(d.key, d.data) for d in of(events, p.RequestDone)] == [(key, rows)]
 
 
-def test_first_attempt_record_not_unique_is_a_real_failure():
+def test_record_not_unique_whose_row_differs_from_the_write_is_a_real_failure():
     proto = make()
     open_proto(proto)
     key = proto.request(CREATE_WITH_ID, now=0)
     uid = sent(proto.events())[0]["uid"]
-    events = reply(proto, error_reply("items", "RECORD_NOT_UNIQUE", uid), 1)
+    read = sent(reply(proto, error_reply("items", "RECORD_NOT_UNIQUE", uid), 1))[0]
+    assert read["action"] == "read" and read["id"] == "k1"
+    other = {"id": "k1", "t": "somebody else's"}
+    events = reply(proto, {"type": "items", "data": other, "uid": read["uid"]}, 2)
     failed = of(events, p.RequestFailed)
     assert [(f.key, f.error.code) for f in failed] == [(key, "RECORD_NOT_UNIQUE")]
-    assert sent(events) == []
+    assert of(events, p.RequestDone) == []
+
+
+def test_record_not_unique_at_the_first_attempt_counts_as_stored_when_the_row_is_the_write():
+    """A write restored from a store after a reload may have been stored before it."""
+    proto = make()
+    open_proto(proto)
+    key = proto.request(CREATE_WITH_ID, now=0)
+    uid = sent(proto.events())[0]["uid"]
+    read = sent(reply(proto, error_reply("items", "RECORD_NOT_UNIQUE", uid), 1))[0]
+    row = {"id": "k1", "t": "hi", "date_created": "x"}
+    events = reply(proto, {"type": "items", "data": [row], "uid": read["uid"]}, 2)
+    assert [(d.key, d.data) for d in of(events, p.RequestDone)] == [(key, row)]
+
+
+def test_the_rate_limit_paces_requests_queued_while_offline():
+    proto = make(heartbeat=False, send_rate=10)
+    keys = [proto.request(dict(CREATE_WITH_ID, data={"id": "k%d" % i}), now=0) for i in range(25)]
+    first = [m for m in sent(open_proto(proto, now=1.0)) if m["type"] == "items"]
+    assert len(first) == 9  # the burst of 10, less the auth
+    assert proto.next_deadline() is not None
+    # the auth took one of the burst's 10 tokens
+    events = []
+    t = 1.0
+    for _ in range(100):
+        if not proto.outbox():
+            break
+        t = proto.next_deadline()
+        proto.tick(t)
+        events += proto.events()
+    later = [m for m in sent(events) if m["type"] == "items"]
+    assert len(first) + len(later) == len(keys)
+    assert 1.0 + 1.5 <= t <= 1.0 + 2.0  # 25 + auth - 10 at once = 16 more at 10/s
+
+
+def test_requests_exceeded_pauses_for_the_time_it_names_and_resends_what_is_safe():
+    proto = make(heartbeat=False)
+    open_proto(proto)
+    create = proto.request(CREATE_WITH_ID, now=0)
+    unsafe = proto.request(
+        {"type": "items", "collection": "m", "action": "create", "data": {}}, now=0
+    )
+    out = {m["action"] + str(m.get("data")): m for m in sent(proto.events())}
+    assert len(out) == 2
+    limited = {
+        "type": "server",
+        "status": "error",
+        "error": {"code": "REQUESTS_EXCEEDED", "message": "Too many messages, retry after 734ms."},
+    }
+    events = reply(proto, limited, 0.1)
+    assert sent(events) == [] and of(events, p.RequestFailed) == []
+    assert proto.paused_until == pytest.approx(0.834)
+    assert proto.next_deadline() == pytest.approx(0.834)
+    assert proto.request(CREATE_WITH_ID, now=0.2) and sent(proto.events()) == []  # waits too
+    proto.tick(0.834)
+    again = [m for m in sent(proto.events()) if m["type"] == "items"]
+    assert [m["data"] for m in again] == [{"id": "k1", "t": "hi"}] * 2  # the safe one, then the new
+    assert unsafe not in [create]
 
 
 def test_create_without_id_whose_reply_was_lost_fails_and_is_not_resent():
@@ -1661,7 +1721,8 @@ def test_the_read_back_after_a_duplicate_gets_attempts_of_its_own():
     events = reconnect(proto, 3)  # the read-back's reply is lost: it is sent again
     read = [m for m in sent(events) if m["type"] == "items"]
     assert len(read) == 1 and read[0]["action"] == "read"
-    events = reply(proto, {"type": "items", "data": {"id": "k1"}, "uid": read[0]["uid"]}, 4)
+    row = {"id": "k1", "t": "hi"}
+    events = reply(proto, {"type": "items", "data": row, "uid": read[0]["uid"]}, 4)
     assert [d.key for d in of(events, p.RequestDone)] == [key]
 
 
