@@ -26,12 +26,13 @@ async def start() -> None:
     if config is None:
         return  # the problem screen says what is missing and how to set it
     outbox = await page.outbox_store()  # writes a previous visit could not send are sent
-    del outbox  # (for realtime(outbox_store=outbox), which the library does not take yet)
 
     # "Connect via Directus Realtime"
     if config["token"]:
         directus = (
-            create_directus(config["url"]).with_(static_token(config["token"])).with_(realtime())
+            create_directus(config["url"])
+            .with_(static_token(config["token"]))
+            .with_(realtime(outbox_store=outbox))
         )
     else:  # email and password, from the Settings panel
         directus = page.signed_in_client()

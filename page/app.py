@@ -114,7 +114,7 @@ class Page:
             from directus_realtime.transports.browser import fetch_text as http
         url = self.config["url"]
         session = TokenSession(url, self.config["email"], self.config["password"], http=http)
-        composable = realtime(token_provider=session.token)
+        composable = realtime(token_provider=session.token, outbox_store=self.outbox)
         return create_directus(url).with_(composable)
 
     def use(self, directus) -> None:
