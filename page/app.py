@@ -43,6 +43,7 @@ class Page:
         self.snapshots = None  # the live query's last rows, once the Directus is known
         self.forget_secrets = browser.Timer(lambda: browser.forget_secrets(settings.SECRETS))
         self.second_look = browser.Timer(lambda: spawn(self.take_over()))
+        self.pending_check = browser.Timer(lambda: self.view.mark_pending())
         self.config = {}  # where to connect and how to sign in (page.settings.checked)
         self.from_query = False  # whether the query string held complete settings
         self.window_size = settings.HISTORY  # rows in the live query's window
@@ -132,6 +133,10 @@ class Page:
         the live query checks the server whenever the tab comes back."""
         self.live = live
         self.view = LiveView(live, self.rows, self.document.body.dataset, spawn, self.on_shown)
+        # A write confirmed with no change on screen (its row's event came first) brings no
+        # change batch: the pending marks are looked at again after each change of the outbox
+        # (at the next task, once the live query has taken the write's outcome too).
+        self.outbox.on_save = lambda: self.pending_check.start(0)
         on = browser.js_function
         self.document.onvisibilitychange = on(lambda event: self.check_if_visible())
         self.window.onpageshow = on(lambda event: live.check())
@@ -274,11 +279,7 @@ class Page:
         """``{text, user}`` created through the live query: shown at once as pending; a
         ``Waiter`` of the stored row. ``ValueError`` (and nothing sent) for bad input."""
         check_item(text, user)
-        stored = self.live.create({"text": text, "user": user})
-        # A confirmation that changes nothing on screen (the row's event came first) brings no
-        # change batch: the pending marks are looked at again once the write settles.
-        stored.add_done_callback(lambda done: self.view.mark_pending())
-        return stored
+        return self.live.create({"text": text, "user": user})
 
     def create_item(self, text=None, user=None):
         """A Promise of the created item; bad input rejects at once and sends nothing."""

@@ -32,6 +32,7 @@ class OutboxStore:
         self.connected = False  # while False, every save is written at once
         self.timer = timer(self.flush)
         self.armed = False
+        self.on_save = None  # called after each save: the library's outbox changed
 
     # ----- the library's side (load, save) -----
 
@@ -48,6 +49,8 @@ class OutboxStore:
         elif not self.armed and self.entries != self.written:
             self.armed = True
             self.timer.start(SAVE_DELAY_MS)
+        if self.on_save is not None:
+            self.on_save()
 
     # ----- the page's side -----
 

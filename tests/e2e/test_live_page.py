@@ -198,7 +198,8 @@ def test_offline_the_page_shows_its_last_rows_as_not_current_and_writes_wait_as_
 ):
     """A reload that cannot reach Directus shows the rows the page last showed (the live
     query's snapshot in localStorage), marked not current; offline, ``create_item``'s row shows
-    at once as pending; back online the write is stored once and the page matches again."""
+    at once as pending, and again after one more reload (the outbox in localStorage); back
+    online the write is stored once and the page matches again."""
     probe = ready_page(open_page, stack, "offline")
     api = DirectusAPI(stack["directus_url"], stack["token"])
     changes = Changes(stack, probe)
@@ -229,24 +230,36 @@ def test_offline_the_page_shows_its_last_rows_as_not_current_and_writes_wait_as_
     probe.page.wait_for_selector('#status[data-state="offline"]', timeout=STEP_TIMEOUT_MS)
 
     text = changes.marker + " written offline"
-    probe.page.evaluate(
-        "t => { window.__offline = window.create_item(t, 'offline').then(r => r.id); }", text
-    )
+    probe.page.evaluate("t => { window.create_item(t, 'offline'); }", text)
+    pending_row = """t => [...document.querySelectorAll('#messages .message[data-pending]')]
+                          .find(row => row.querySelector('.text').textContent === t)"""
+    probe.page.wait_for_function(pending_row, arg=text, timeout=STEP_TIMEOUT_MS)
+    assert probe.page.evaluate("document.body.dataset.current") == "false"
+    item_id = probe.page.evaluate(f"t => ({pending_row})(t).dataset.id", text)
+
+    # Reloaded again, still without Directus: the write waits in the outbox, shown as pending.
     probe.page.wait_for_function(
-        """t => [...document.querySelectorAll('#messages .message[data-pending]')]
-              .some(row => row.querySelector('.text').textContent === t)""",
+        "t => (localStorage.getItem('directus-realtime:outbox') || '').includes(t)",
         arg=text,
         timeout=STEP_TIMEOUT_MS,
     )
+    probe.context.set_offline(False)  # (the page server must answer the reload)
+    probe.page.reload(wait_until="domcontentloaded")
+    probe.page.wait_for_function(pending_row, arg=text, timeout=STEP_TIMEOUT_MS)
+    assert probe.page.evaluate(f"t => ({pending_row})(t).dataset.id", text) == item_id
     assert probe.page.evaluate("document.body.dataset.current") == "false"
 
     probe.context.unroute(directus + "/**")
     cutter.mend()
-    probe.context.set_offline(False)
     online = time.time()
-    item_id = probe.page.evaluate("window.__offline")  # the Promise resolves once stored
     took = wait_until_it_matches(probe, api, online, "back online")
     stored = api.get("/items/messages", filter={"text": {"_eq": text}}, fields=["id"])
     assert [row["id"] for row in stored] == [item_id]
     assert not probe.page.query_selector("#messages .message[data-pending]")
-    figures(f"offline reload, a write made offline: stored once, matched {took:.2f} s after online")
+    probe.page.wait_for_function(  # (written behind: within a second)
+        "localStorage.getItem('directus-realtime:outbox') === null", timeout=STEP_TIMEOUT_MS
+    )
+    figures(
+        f"offline reload, a write made offline and the page reloaded again: stored once, "
+        f"matched {took:.2f} s after Directus was reachable"
+    )

@@ -219,3 +219,12 @@ def test_no_storage_at_all_keeps_nothing_and_raises_nothing():
     store.save([entry(1)])
     assert store.load() == []
     assert store.claim(set()) == 0
+
+
+def test_each_save_tells_the_page_the_outbox_changed():
+    store, _, _ = make(connected=True)
+    told = []
+    store.on_save = lambda: told.append(1)
+    store.save([entry(1)])
+    store.save([])
+    assert told == [1, 1]
