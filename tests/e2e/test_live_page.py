@@ -169,18 +169,48 @@ def test_after_its_socket_is_cut_the_page_shows_others_edits_deletes_and_creates
 
 @pytest.mark.slow
 def test_after_its_tab_was_frozen_the_page_shows_others_edits_deletes_and_creates(open_page, stack):
+    """The tab is frozen for longer than Directus's heartbeat allows a silent client: CDP's
+    ``Page.setWebLifecycleState`` "frozen" (which, in headless Chromium, leaves a visible page's
+    timers running: measured), and the page's main thread held by a synchronous request that
+    the test answers only at the end, so that none of its code runs (no timer, no socket
+    message handled, no ping answered), as in a frozen tab, and no CPU is spent. Directus
+    closes the socket that answered no ping; when the tab runs again the page reconnects and
+    shows what changed meanwhile."""
     probe = ready_page(open_page, stack, "frozen tab")
     api = DirectusAPI(stack["directus_url"], stack["token"])
     changes = Changes(stack, probe)
+    held: list[Any] = []
+    probe.page.route("**/__frozen", lambda route: held.append(route))
+    probe.page.evaluate("window.__ticks = []; setInterval(() => __ticks.push(Date.now()), 500)")
+    probe.page.wait_for_timeout(1500)
     cdp = probe.context.new_cdp_session(probe.page)
+    sockets = len(probe.sockets)
     cdp.send("Page.setWebLifecycleState", {"state": "frozen"})
+    probe.page.evaluate(
+        """() => setTimeout(() => {
+            const request = new XMLHttpRequest();
+            request.open('GET', './__frozen', false);  // synchronous: the main thread waits
+            try { request.send(); } catch (error) {}
+        })"""
+    )
+    frozen_at = time.time()
+    probe.wait_until(lambda: held, what="the page to be held")
     changes.make()
-    time.sleep(FROZEN_S)  # (the page is frozen: nothing of it runs, not even its timers)
+    time.sleep(max(0.0, FROZEN_S - (time.time() - frozen_at)))
+    held[0].fulfill(status=204)
     cdp.send("Page.setWebLifecycleState", {"state": "active"})
     resumed = time.time()
     took = wait_until_it_matches(probe, api, resumed, "after a frozen tab")
     changes.assert_seen(probe)
-    figures(f"tab frozen {FROZEN_S} s (edit, delete, create meanwhile): matched {took:.2f} s")
+    probe.page.wait_for_timeout(1500)
+    ticks = probe.page.evaluate("window.__ticks")
+    longest = max(b - a for a, b in zip(ticks, ticks[1:], strict=False)) / 1000
+    assert longest >= FROZEN_S - 5, f"the page was not frozen: its timer's longest gap {longest} s"
+    figures(
+        f"tab frozen {FROZEN_S} s (timer gap {longest:.0f} s; edit, delete, create meanwhile): "
+        f"matched {took:.2f} s after resuming; sockets opened since the freeze: "
+        f"{len(probe.sockets) - sockets}"
+    )
 
 
 def test_a_reload_shows_what_changed_while_the_page_was_closed(open_page, stack):
