@@ -1,11 +1,5 @@
 """A terminal client on the same core as the page: ``directus-realtime`` (``pip install .``),
-or ``python -m directus_realtime.cli`` from a checkout.
-
-    directus-realtime tail messages            # print every event as JSON lines
-    directus-realtime create messages '{"text": "Hi", "user": "Ben"}'
-
-The URL and token come from ``--url`` / ``--token``, else ``DIRECTUS_URL`` / ``DIRECTUS_TOKEN``,
-else the local stack's ``var/stack.json``.
+or ``python -m directus_realtime.cli`` from a checkout. See ``EPILOG`` for its use.
 """
 
 import argparse
@@ -16,6 +10,16 @@ import sys
 from pathlib import Path
 
 from . import RealtimeClient
+
+DESCRIPTION = "Follow and write a Directus collection over its realtime WebSocket."
+EPILOG = """examples:
+  directus-realtime tail messages              print every event as JSON lines
+  directus-realtime tail messages --limit 5    stop after 5 events
+  directus-realtime create messages '{"text": "Hi", "user": "Ben"}'
+
+The URL and token come from --url / --token, else DIRECTUS_URL / DIRECTUS_TOKEN,
+else the local stack's var/stack.json.
+"""
 
 
 def _defaults() -> tuple[str | None, str | None]:
@@ -51,7 +55,12 @@ async def create(client: RealtimeClient, collection: str, data: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     url, token = _defaults()
-    parser = argparse.ArgumentParser(prog="directus-realtime", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="directus-realtime",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--url", default=url, help="Directus URL (default: %(default)s)")
     parser.add_argument("--token", default=token, help="static or access token")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 
 EVENTS = ("open", "message", "close", "error")
 
+# Opt-in debug logging: logging.getLogger("directus_realtime").setLevel(logging.DEBUG) shows
+# every action and report of the core (CPython, Pyodide). MicroPython may have no logging.
+try:
+    import logging
+
+    _log = logging.getLogger("directus_realtime")
+except ImportError:  # MicroPython without the logging module
+    _log = None
+
 
 # Pyodide and CPython have ensure_future; MicroPython's asyncio only create_task.
 _spawn = getattr(asyncio, "ensure_future", None) or asyncio.create_task
@@ -293,11 +302,8 @@ class RealtimeClient:
         self._timer = None  # what calls tick() at _timer_at (see _call_later)
         self._timer_at = None
         self._pumping = False
-        # The one outbox of writes: seq -> [entry, Waiter]; entries also in the store.
-        self._store = outbox_store if outbox_store is not None else w.MemoryStore()
-        self._writes = {}
-        self._seq = 0
-        self._load_writes()
+        self._writes = _WriteOutbox(self, outbox_store)
+        self._writes.load()
 
     # ----- the SDK's surface -----
 
@@ -500,7 +506,7 @@ class RealtimeClient:
             if value is not None:
                 message[name] = value
         if w.is_write(message):
-            return _then(self._write(message, False), _data_of)
+            return _then(self._writes.write(message, False), _data_of)
         return _then(self.request(message), _data_of)
 
     # ----- the outbox of writes (writes.py) -----
@@ -508,69 +514,12 @@ class RealtimeClient:
     def outbox_store_changed(self) -> None:
         """The store has entries this client does not know (e.g. a tab took over the
         outbox): load them and send them."""
-        self._load_writes()
+        self._writes.load()
         self._drain()
 
     def pending_writes(self) -> "list[tuple[dict, Waiter]]":
         """``(message, waiter)`` of every write not confirmed yet, oldest first."""
-        return [(self._writes[k][0]["message"], self._writes[k][1]) for k in sorted(self._writes)]
-
-    def _load_writes(self):
-        try:
-            entries = self._store.load() or []
-        except Exception as error:  # an unreadable store is an empty one
-            print("directus_realtime: the outbox store failed to load: " + repr(error))
-            entries = []
-        known = [e[0]["message"] for e in self._writes.values()]
-        for entry in entries:
-            message = entry.get("message") if isinstance(entry, dict) else None
-            if isinstance(message, dict) and w.is_write(message) and message not in known:
-                self._write(message, True)
-
-    def _write(self, message, sent_before):
-        self._seq += 1
-        seq = self._seq
-        self._writes[seq] = [w.entry(seq, message, sent_before), Waiter()]
-        self._save_writes()
-        self._attempt(seq)
-        return self._writes[seq][1]
-
-    def _attempt(self, seq):
-        entry, waiter = self._writes[seq]
-        message = entry["message"]
-        repeatable = w.idempotent(message)
-        attempt = self.request(message, retry=repeatable)
-
-        def settle(done):
-            if seq not in self._writes:
-                return
-            error = done.exception()
-            action = message.get("action")
-            outcome = w.write_outcome(action, error, entry["sent"], repeatable)
-            if outcome == w.RETRY:
-                entry["sent"] = True
-                self._save_writes()
-                if isinstance(error, DirectusError):  # Directus said "not now": wait a little
-                    _call_later(1.0, lambda: seq in self._writes and self._attempt(seq))
-                else:  # the core sends it once connected
-                    self._attempt(seq)
-                return
-            if outcome != w.KEEP:
-                self._writes.pop(seq, None)
-                self._save_writes()
-            if outcome == w.STORED:
-                waiter.set_result(done.result() if error is None else {"data": None})
-            else:
-                waiter.set_exception(error)
-
-        entry["sent"] = entry["sent"] or self.is_connected
-        attempt.add_done_callback(settle)
-
-    def _save_writes(self):
-        try:
-            self._store.save([self._writes[k][0] for k in sorted(self._writes)])
-        except Exception as error:  # a full disk must not stop the client
-            print("directus_realtime: the outbox store failed to save: " + repr(error))
+        return self._writes.pending()
 
     def _unsubscribe(self, sub):
         self._pump(self._proto.unsubscribe, sub.key)
@@ -596,50 +545,68 @@ class RealtimeClient:
         self._schedule_tick()
 
     def _handle(self, event):
-        if isinstance(event, p.SendText):
-            if self._socket is not None:
-                self._socket.send(event.text)
-        elif isinstance(event, p.OpenSocket):
-            self._close_socket()
-            listener = _Listener(self)
-            self._socket = listener.socket = self._transport(event.url, listener)
-        elif isinstance(event, p.CloseSocket):
-            self._close_socket()
-        elif isinstance(event, p.SubscriptionMessage):
-            sub = self._subscriptions.get(event.key)
-            if sub is not None:
-                sub.uid = event.message.get("uid")
-                sub._push(event.message)
-        elif isinstance(event, p.SubscriptionEnded):
-            sub = self._subscriptions.pop(event.key, None)
-            if sub is not None:
-                sub._end(event.error)
-        elif isinstance(event, p.RequestDone):
-            waiter = self._requests.pop(event.key, None)
-            if waiter is not None:
-                waiter.set_result(event.reply)
-        elif isinstance(event, p.RequestFailed):
-            waiter = self._requests.pop(event.key, None)
-            if waiter is not None:
-                waiter.set_exception(event.error)
-        elif isinstance(event, p.Opened):
-            self._resolve_connect(None)
-            self._call("open", event)
-        elif isinstance(event, p.MessageReceived):
-            self._call("message", event.message)
-        elif isinstance(event, p.Closed):
-            self._call("close", event)
-        elif isinstance(event, p.ErrorOccurred):
-            self._call("error", event.error)
-        elif isinstance(event, p.StateChanged):
-            if event.state in (p.FAILED, p.CLOSED):
-                self._resolve_connect(
-                    self._proto.failure or ConnectionFailed("disconnect() was called.")
-                )
-            for handler in list(self._state_handlers):
-                _safely(handler, event.state, self)
-        elif isinstance(event, p.ScheduleRefresh):
-            _spawn(self._refresh_token())
+        if _log is not None:
+            _log.debug("%r", event)
+        getattr(self, _HANDLERS[type(event)])(event)
+
+    # One method per kind of event (``_HANDLERS``); actions first, then reports.
+
+    def _on_send_text(self, event):
+        if self._socket is not None:
+            self._socket.send(event.text)
+
+    def _on_open_socket(self, event):
+        self._close_socket()
+        listener = _Listener(self)
+        self._socket = listener.socket = self._transport(event.url, listener)
+
+    def _on_close_socket(self, event):
+        self._close_socket()
+
+    def _on_schedule_refresh(self, event):
+        _spawn(self._refresh_token())
+
+    def _on_subscription_message(self, event):
+        sub = self._subscriptions.get(event.key)
+        if sub is not None:
+            sub.uid = event.message.get("uid")
+            sub._push(event.message)
+
+    def _on_subscription_ended(self, event):
+        sub = self._subscriptions.pop(event.key, None)
+        if sub is not None:
+            sub._end(event.error)
+
+    def _on_request_done(self, event):
+        waiter = self._requests.pop(event.key, None)
+        if waiter is not None:
+            waiter.set_result(event.reply)
+
+    def _on_request_failed(self, event):
+        waiter = self._requests.pop(event.key, None)
+        if waiter is not None:
+            waiter.set_exception(event.error)
+
+    def _on_opened(self, event):
+        self._resolve_connect(None)
+        self._call("open", event)
+
+    def _on_message_received(self, event):
+        self._call("message", event.message)
+
+    def _on_closed(self, event):
+        self._call("close", event)
+
+    def _on_error_occurred(self, event):
+        self._call("error", event.error)
+
+    def _on_state_changed(self, event):
+        if event.state in (p.FAILED, p.CLOSED):
+            self._resolve_connect(
+                self._proto.failure or ConnectionFailed("disconnect() was called.")
+            )
+        for handler in list(self._state_handlers):
+            _safely(handler, event.state, self)
 
     def _call(self, name, arg):
         for handler in list(self._handlers[name]):
@@ -690,6 +657,95 @@ class RealtimeClient:
             self._call("error", RealtimeError("token_provider failed: " + str(error)))
             return
         self._pump(self._proto.authenticate, _now(), token)
+
+
+class _WriteOutbox:
+    """The client's one outbox of writes: each write until it is stored or refused
+    (``writes.write_outcome``), its entry in the store after every change."""
+
+    def __init__(self, client, store):
+        self._client = client
+        self._store = store if store is not None else w.MemoryStore()
+        self._writes = {}  # seq -> [entry, Waiter of the whole reply]
+        self._seq = 0
+
+    def pending(self):
+        return [(self._writes[k][0]["message"], self._writes[k][1]) for k in sorted(self._writes)]
+
+    def load(self):
+        try:
+            entries = self._store.load() or []
+        except Exception as error:  # an unreadable store is an empty one
+            print("directus_realtime: the outbox store failed to load: " + repr(error))
+            entries = []
+        known = [e[0]["message"] for e in self._writes.values()]
+        for entry in entries:
+            message = entry.get("message") if isinstance(entry, dict) else None
+            if isinstance(message, dict) and w.is_write(message) and message not in known:
+                self.write(message, True)
+
+    def write(self, message, sent_before):
+        self._seq += 1
+        seq = self._seq
+        self._writes[seq] = [w.entry(seq, message, sent_before), Waiter()]
+        self._save()
+        self._attempt(seq)
+        return self._writes[seq][1]
+
+    def _attempt(self, seq):
+        entry, waiter = self._writes[seq]
+        message = entry["message"]
+        repeatable = w.idempotent(message)
+        attempt = self._client.request(message, retry=repeatable)
+
+        def settle(done):
+            if seq not in self._writes:
+                return
+            error = done.exception()
+            action = message.get("action")
+            outcome = w.write_outcome(action, error, entry["sent"], repeatable)
+            if outcome == w.RETRY:
+                entry["sent"] = True
+                self._save()
+                if isinstance(error, DirectusError):  # Directus said "not now": wait a little
+                    _call_later(1.0, lambda: seq in self._writes and self._attempt(seq))
+                else:  # the core sends it once connected
+                    self._attempt(seq)
+                return
+            if outcome != w.KEEP:
+                self._writes.pop(seq, None)
+                self._save()
+            if outcome == w.STORED:
+                waiter.set_result(done.result() if error is None else {"data": None})
+            else:
+                waiter.set_exception(error)
+
+        entry["sent"] = entry["sent"] or self._client.is_connected
+        attempt.add_done_callback(settle)
+
+    def _save(self):
+        try:
+            self._store.save([self._writes[k][0] for k in sorted(self._writes)])
+        except Exception as error:  # a full disk must not stop the client
+            print("directus_realtime: the outbox store failed to save: " + repr(error))
+
+
+# What the core's events() hold -> the RealtimeClient method that carries each out.
+_HANDLERS = {
+    p.SendText: "_on_send_text",
+    p.OpenSocket: "_on_open_socket",
+    p.CloseSocket: "_on_close_socket",
+    p.ScheduleRefresh: "_on_schedule_refresh",
+    p.SubscriptionMessage: "_on_subscription_message",
+    p.SubscriptionEnded: "_on_subscription_ended",
+    p.RequestDone: "_on_request_done",
+    p.RequestFailed: "_on_request_failed",
+    p.Opened: "_on_opened",
+    p.MessageReceived: "_on_message_received",
+    p.Closed: "_on_closed",
+    p.ErrorOccurred: "_on_error_occurred",
+    p.StateChanged: "_on_state_changed",
+}
 
 
 class _Listener:

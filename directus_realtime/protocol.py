@@ -15,6 +15,12 @@ and after each call drains ``proto.events()``: a list, in order, of what to do (
 CPython, the browser and the ``websockets`` transports cannot drift apart, and every rule below
 is tested in milliseconds without a server (``tests/unit``).
 
+The machine is one object, ``RealtimeProtocol``, whose concerns live in their own modules:
+this one owns the connection's state (states, socket inputs, time, reconnect backoff, giving
+up); ``session.py`` authentication and liveness; ``requests.py`` requests, their outbox and
+pacing; ``subscriptions.py`` subscriptions and routing by uid; ``events.py`` what comes out of
+``events()`` (``Action``: for the driver to do; ``Report``: for the user).
+
 The rules, and where they do better than ``@directus/sdk``:
 
 * uids come from one counter for the client's whole life, so a late reply can never be taken
@@ -53,6 +59,26 @@ from .errors import (
     OutboxFull,
     RequestTimeout,
 )
+from .events import (
+    Action,
+    Closed,
+    CloseSocket,
+    ErrorOccurred,
+    MessageReceived,
+    Opened,
+    OpenSocket,
+    Report,
+    RequestDone,
+    RequestFailed,
+    ScheduleRefresh,
+    SendText,
+    StateChanged,
+    SubscriptionEnded,
+    SubscriptionMessage,
+)
+from .requests import DROPPED_AFTER, REQUEST_ATTEMPTS, SEND_RATE, Requests
+from .session import PONG_TIMEOUT, PROBE_WHEN_UNSURE, PROBE_WHEN_WAITING, Session
+from .subscriptions import Subscriptions
 
 # Connection states, as shown to users (``#status[data-state]`` maps onto these).
 CLOSED = "closed"  # never connected, or disconnect() was called
@@ -66,114 +92,47 @@ LIVE_STATES = (CONNECTING, AUTHENTICATING, OPEN)  # a socket exists (``RealtimeP
 
 AUTH_MODES = ("handshake", "public", "strict")
 
-# Liveness probes (see RealtimeProtocol._probe_at), in seconds; ``probes=False`` turns them off.
-PROBE_WHEN_WAITING = 2.0  # silence while a reply is awaited
-PROBE_WHEN_UNSURE = 10.0  # silence before the server's ping period is known
-PONG_TIMEOUT = 2.0
-
-# Times a retryable request is sent before it fails (each lost or timed-out attempt costs a
-# reconnect, so this is also what one unanswerable request can cost the server).
-REQUEST_ATTEMPTS = 3
-
-# Messages per second the client sends at most (a burst of as many, then that pace). Directus's
-# rate limiter (RATE_LIMITER_ENABLED) allows 50 per second per connection by default and drops
-# what is over, pongs included: this keeps under it with room for the heartbeat.
-SEND_RATE = 40.0
-
-
-# --- What the machine asks the driver to do -----------------------------------------------
-
-
-class OpenSocket:
-    """Open a WebSocket to ``url``; report back with socket_opened / socket_closed."""
-
-    def __init__(self, url):
-        self.url = url
-
-
-class SendText:
-    """Send ``text`` as one text frame on the current socket."""
-
-    def __init__(self, text):
-        self.text = text
-
-
-class CloseSocket:
-    """Close the current socket (the machine already considers it gone)."""
-
-    def __init__(self, reason=""):
-        self.reason = reason
-
-
-class ScheduleRefresh:
-    """Fetch a fresh access token (``token_provider``) and pass it to ``authenticate()``."""
-
-
-# --- What the machine delivers to the user --------------------------------------------------
-
-
-class Opened:
-    """The connection is open and authenticated: the SDK's ``open`` event."""
-
-
-class Closed:
-    """The socket closed: the SDK's ``close`` event."""
-
-    def __init__(self, code=None, reason=""):
-        self.code = code
-        self.reason = reason
-
-
-class ErrorOccurred:
-    """The SDK's ``error`` event: a socket error, a bad frame, or an error nobody asked for."""
-
-    def __init__(self, error):
-        self.error = error
-
-
-class MessageReceived:
-    """Every decoded message from the server (the SDK's ``message`` event), pings excepted."""
-
-    def __init__(self, message):
-        self.message = message
-
-
-class StateChanged:
-    def __init__(self, state, previous):
-        self.state = state
-        self.previous = previous
-
-
-class SubscriptionMessage:
-    """A ``{type: "subscription", event, data, uid}`` message for subscription ``key``."""
-
-    def __init__(self, key, message):
-        self.key = key
-        self.message = message
-
-
-class SubscriptionEnded:
-    """Subscription ``key`` will get nothing more; ``error`` is None when it was unsubscribed."""
-
-    def __init__(self, key, error=None):
-        self.key = key
-        self.error = error
-
-
-class RequestDone:
-    def __init__(self, key, reply):
-        self.key = key
-        self.reply = reply
-
-    @property
-    def data(self):
-        return self.reply.get("data")
-
-
-class RequestFailed:
-    def __init__(self, key, error):
-        self.key = key
-        self.error = error
+__all__ = [
+    "AUTHENTICATING",
+    "CLOSED",
+    "CONNECTING",
+    "DROPPED_AFTER",
+    "FAILED",
+    "LIVE_STATES",
+    "OFFLINE",
+    "OPEN",
+    "PONG_TIMEOUT",
+    "PROBE_WHEN_UNSURE",
+    "PROBE_WHEN_WAITING",
+    "RECONNECTING",
+    "REQUEST_ATTEMPTS",
+    "SEND_RATE",
+    "Action",
+    "AuthenticationError",
+    "Backoff",
+    "CloseSocket",
+    "Closed",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "DirectusError",
+    "ErrorOccurred",
+    "InvalidFrame",
+    "MessageReceived",
+    "OpenSocket",
+    "Opened",
+    "OutboxFull",
+    "RealtimeProtocol",
+    "Report",
+    "RequestDone",
+    "RequestFailed",
+    "RequestTimeout",
+    "ScheduleRefresh",
+    "SendText",
+    "StateChanged",
+    "SubscriptionEnded",
+    "SubscriptionMessage",
+    "websocket_url",
+]
 
 
 # --- Reconnect schedule ---------------------------------------------------------------------
@@ -242,30 +201,6 @@ def _quote(value):
 # --- The machine ----------------------------------------------------------------------------
 
 
-class _Subscription:
-    def __init__(self, key, message, fixed_uid):
-        self.key = key
-        self.message = message  # the subscribe message without uid
-        self.fixed_uid = fixed_uid  # a uid the user chose; else a fresh one per connection
-        self.uid = None  # the uid on the current connection
-        self.confirmed = False
-        self.missed = False  # events were lost to an expired token: subscribe again
-
-
-class _Request:
-    def __init__(self, key, message, timeout, retry):
-        self.key = key
-        self.message = message  # without uid
-        self.timeout = timeout
-        self.retry = retry  # safe to send again after a lost reply
-        self.uid = None
-        self.deadline = None
-        self.sent_at = None
-        self.attempts = 0  # times sent
-        self.followup = None  # "read-after-duplicate": see _on_reply
-        self.dropped = 0  # attempts Directus's rate limiter may have dropped (not counted)
-
-
 class _Connection:
     """What lives and dies with one socket: made when the socket is asked for, dropped with it."""
 
@@ -281,7 +216,7 @@ class _Connection:
         self.requests_by_uid = {}
 
 
-class RealtimeProtocol:
+class RealtimeProtocol(Session, Requests, Subscriptions):
     """The whole client state machine. See the module docstring for how to drive it.
 
     Args:
@@ -358,10 +293,11 @@ class RealtimeProtocol:
         self.outbox_limit = outbox_limit
         self.ws_url = ws_url
         self.send_rate = float(send_rate) if send_rate else None
-        self._tokens = self.send_rate or 0.0  # what may be sent now (a token bucket)
+        self._burst = max(1.0, (self.send_rate or 0.0) / 8)  # the bucket's size
+        self._tokens = self._burst  # what may be sent now (a token bucket)
         self._tokens_at = None  # when _tokens was last refilled
         self.paused_until = None  # REQUESTS_EXCEEDED: nothing paced is sent before then
-        self._resend_subs = []  # subscriptions the rate limiter may have dropped
+        self._subs_suspect_at = None  # REQUESTS_EXCEEDED: unconfirmed subscriptions, again
         # Fail fast on a URL that can never work.
         websocket_url(url, ws_url, auth_mode, access_token)
 
@@ -405,17 +341,6 @@ class RealtimeProtocol:
         self._set_state(CLOSED)
         self._end_everything(error)
 
-    def set_credentials(
-        self, now, access_token=None, email=None, password=None, refresh_token=None
-    ):
-        """New credentials: used by the next auth; a FAILED client starts connecting again."""
-        self.access_token = access_token
-        self.email = email
-        self.password = password
-        self.refresh_token = refresh_token
-        if self.state == FAILED:
-            self.connect(now)
-
     def set_online(self, online, now):
         """The host's network status (the browser's ``online`` / ``offline`` events)."""
         self.online = bool(online)
@@ -424,17 +349,6 @@ class RealtimeProtocol:
             self._set_state(OFFLINE)
         elif online and self.state in (OFFLINE, RECONNECTING):
             self._open_socket(now)  # retry at once: the network just came back
-
-    def authenticate(self, now, access_token):
-        """Send a fresh access token on the open socket (after ``ScheduleRefresh``)."""
-        self.access_token = access_token
-        if self.state in (OPEN, AUTHENTICATING):
-            self._send_auth()
-
-    def token_refused(self, now, error):
-        """The token provider could not get a token (e.g. the password was refused)."""
-        if self.state in LIVE_STATES:
-            self._fail(AuthenticationError(getattr(error, "code", "AUTH_FAILED"), str(error)))
 
     def socket_opened(self, now):
         if self.state != CONNECTING:
@@ -522,46 +436,6 @@ class RealtimeProtocol:
         elif "uid" in message:
             self._on_reply(message, now)
 
-    def _learn_heartbeat(self, conn, now):
-        """Directus pings every WEBSOCKETS_HEARTBEAT_PERIOD; a server that pings more often
-        than ``heartbeat_period`` gets its dead connections noticed sooner."""
-        if conn.last_ping is not None:
-            interval = now - conn.last_ping
-            if 0.5 <= interval < self.heartbeat_period:
-                self._observed_period = interval
-        conn.last_ping = now
-
-    def _probe_at(self):
-        """When to ping Directus ourselves, or None.
-
-        The server's heartbeat alone finds a dead connection only after 1.5 periods (45 s by
-        default, until the real period has been seen twice). So when a reply is awaited, or
-        the period is not known yet, a silent connection is asked: a ping Directus must answer
-        with a pong within ``PONG_TIMEOUT``.
-        """
-        conn = self._conn
-        if conn.probe_sent is not None or not self.probes:
-            return None
-        if conn.requests:
-            return conn.last_heard + PROBE_WHEN_WAITING
-        if self._observed_period is None:
-            return conn.last_heard + PROBE_WHEN_UNSURE
-        return None
-
-    def _dead_at(self):
-        conn = self._conn
-        dead_at = conn.last_heard + self.liveness_period()
-        if conn.probe_sent is not None:
-            dead_at = min(dead_at, conn.probe_sent + PONG_TIMEOUT)
-        return dead_at
-
-    def liveness_period(self):
-        """Seconds of silence after which an open connection is taken for dead."""
-        period = self.heartbeat_period
-        if self._observed_period is not None and self._observed_period < period:
-            period = self._observed_period
-        return 1.5 * period
-
     # ----- time -----
 
     def _deadlines(self):
@@ -588,6 +462,9 @@ class RealtimeProtocol:
         flush_at = self._flush_at()
         if flush_at is not None:
             deadlines.append((flush_at, self._flush))
+        suspect_at = self._suspect_at()
+        if suspect_at is not None:
+            deadlines.append((suspect_at, self._resend_dropped))
         return deadlines
 
     def tick(self, now):
@@ -614,122 +491,6 @@ class RealtimeProtocol:
 
     def _connect_timed_out(self, now):
         self._abort(now, RequestTimeout("Connection attempt timed out."), "connect timeout")
-
-    def _silent_too_long(self, now):
-        error = ConnectionLost(
-            "Nothing heard from Directus for %.1f s; reconnecting." % (now - self._conn.last_heard)
-        )
-        self._abort(now, error, "no heartbeat")
-
-    def _send_probe(self, now):
-        self._conn.probe_sent = now
-        self._send({"type": "ping", "uid": self._next_uid()})
-
-    def _request_timed_out(self, req, now):
-        heard_since = req.sent_at is not None and self._conn.last_heard > req.sent_at
-        tries = req.attempts - req.dropped
-        if req.retry and tries < self.request_attempts and not heard_since:
-            # Directus answers in milliseconds and this connection has been silent since: it
-            # is the likelier culprit. Reconnect; the request waits in the outbox and is sent
-            # again, which its idempotence makes safe. (A connection heard from since, e.g.
-            # by a liveness probe, is alive: a new one would get the same silence.)
-            error = RequestTimeout(
-                "No answer within %.0f s (attempt %d of %d); reconnecting to send it again."
-                % (req.timeout, req.attempts, self.request_attempts)
-            )
-            self._abort(now, error, "request timeout")
-            return
-        self._forget_request(req)
-        if req.attempts > 1:
-            why = "Directus did not answer in %d attempts of %.0f s each." % (
-                req.attempts,
-                req.timeout,
-            )
-        else:
-            why = "Directus did not answer within %.0f s." % req.timeout
-        self._emit(
-            RequestFailed(
-                req.key, RequestTimeout(why + " The request may still have been carried out.")
-            )
-        )
-
-    # ----- public commands -----
-
-    def send_message(self, message, now=None):
-        """Send ``message`` (dict or str) as is; a dict without ``uid`` gets one. Returns the uid.
-
-        Unlike the SDK this never throws while disconnected: the message waits in the outbox.
-        """
-        if isinstance(message, str):
-            if self.state == OPEN:
-                self._emit(SendText(message))
-                return None
-            raise ConnectionLost("Cannot send a raw string while disconnected.")
-        message = dict(message)
-        if "uid" not in message:
-            message["uid"] = self._next_uid()
-        if self.state == OPEN:
-            self._send(message)
-        else:
-            self._queue(_Request(None, message, None, False))
-        return message["uid"]
-
-    def subscribe(self, collection, event=None, query=None, uid=None, item=None):
-        """Register a subscription; sent now when open, else on every (re)connect. Returns a key."""
-        message = {"type": "subscribe", "collection": collection}
-        if event is not None:
-            message["event"] = event
-        if query is not None:
-            message["query"] = query
-        if item is not None:
-            message["item"] = item
-        key = self._next_key()
-        sub = _Subscription(key, message, uid)
-        self._subs[key] = sub
-        if self.state == OPEN:
-            self._send_subscription(sub)
-        return key
-
-    def unsubscribe(self, key):
-        sub = self._subs.pop(key, None)
-        if sub is None:
-            return
-        if sub.uid is not None:
-            if self._conn is not None:
-                self._conn.subs_by_uid.pop(sub.uid, None)
-            if self.state == OPEN:
-                self._send({"type": "unsubscribe", "uid": sub.uid})
-        self._emit(SubscriptionEnded(key, None))
-
-    def request(self, message, timeout=None, retry=None, now=None):
-        """Send a request that expects one reply (``items``, ``auth``...). Returns a key.
-
-        The outcome arrives as ``RequestDone`` / ``RequestFailed`` with that key. While
-        disconnected it waits in the outbox (bounded: ``OutboxFull`` past ``outbox_limit``,
-        which also counts the requests in flight that would be sent again).
-        ``retry`` says whether a request whose reply was lost may be sent again (at most
-        ``request_attempts`` times in all); by default reads are, and creates whose items all
-        carry their own primary key (a second try then meets RECORD_NOT_UNIQUE, which counts
-        as success).
-        """
-        message = dict(message)
-        if retry is None:
-            retry = _is_idempotent(message)
-        req = _Request(self._next_key(), message, timeout or self.request_timeout, retry)
-        if (
-            self.state == OPEN
-            and not self._outbox
-            and self._may_send(now)
-            and not (retry and self._waiting() >= self.outbox_limit)
-        ):
-            self._send_request(req, now)
-        else:
-            self._queue(req)
-        return req.key
-
-    def outbox(self):
-        """The messages waiting for the connection, in order (to persist them, e.g.)."""
-        return [req.message for req in self._outbox]
 
     def events(self):
         """Drain and return what happened since the last call, in order."""
@@ -759,23 +520,6 @@ class RealtimeProtocol:
             self._tokens -= 1  # every frame counts against Directus's limiter
         self._emit(SendText(json.dumps(message, separators=(",", ":"))))
 
-    def _auth_credentials(self):
-        if self.access_token:
-            return {"access_token": self.access_token}
-        if self.refresh_token:
-            return {"refresh_token": self.refresh_token}
-        if self.email and self.password:
-            return {"email": self.email, "password": self.password}
-        return None
-
-    def _send_auth(self):
-        credentials = self._auth_credentials()
-        if credentials is None:
-            return
-        message = {"type": "auth"}
-        message.update(credentials)
-        self._send(message)
-
     def _open_socket(self, now):
         self.retry_at = None
         self._conn = _Connection(now, self.connect_timeout)
@@ -789,266 +533,12 @@ class RealtimeProtocol:
         self.ever_opened = True
         self._set_state(OPEN)
         self._emit(Opened())
-        self._resend_subs = []
+        self._subs_suspect_at = None
         for sub in self._subs.values():
             self._send_subscription(sub)
         self._flush(now)
 
-    # ----- pacing (send_rate, REQUESTS_EXCEEDED) -----
-
-    def _may_send(self, now):
-        if self.send_rate is None or now is None:
-            return True
-        if self.paused_until is not None:
-            if now < self.paused_until:
-                return False
-            self.paused_until = None
-        if self._tokens_at is not None:
-            refill = (now - self._tokens_at) * self.send_rate
-            self._tokens = min(self.send_rate, self._tokens + refill)
-        self._tokens_at = now
-        return self._tokens > 0.999  # (float sums of refills fall a hair short of 1)
-
-    def _flush_at(self):
-        """When the next waiting request may go (None: nothing waits, or not open)."""
-        if self.state != OPEN or not (self._outbox or self._resend_subs):
-            return None
-        if self.send_rate is None:
-            return self._tokens_at
-        if self.paused_until is not None:
-            return self.paused_until
-        if self._tokens_at is None:
-            return None
-        return self._tokens_at + max(0.0, 1.0 - self._tokens) / self.send_rate
-
-    def _flush(self, now):
-        """Send what waits, in order, as fast as ``send_rate`` allows."""
-        while self.state == OPEN and self._resend_subs and self._may_send(now):
-            sub = self._resend_subs.pop(0)
-            if self._subs.get(sub.key) is sub and not sub.confirmed:
-                self._send_subscription(sub)
-        while self.state == OPEN and self._outbox and self._may_send(now):
-            req = self._outbox.pop(0)
-            if req.key is None:  # a raw send_message
-                self._send(req.message)
-            else:
-                self._send_request(req, now)
-
-    def _rate_limited(self, error, now):
-        """Directus dropped a message of ours (``REQUESTS_EXCEEDED``, no uid: which one is not
-        said). Wait as long as it asks, then send again the requests in flight that are safe
-        to repeat and the subscriptions not confirmed yet; the others time out as usual."""
-        wait = _retry_after(error.message)
-        self.paused_until = (now or 0.0) + (wait if wait is not None else 1.0)
-        self._tokens = 0.0
-        conn = self._conn
-        again = []
-        for req in sorted(conn.requests.values(), key=lambda r: r.key):
-            if req.retry:
-                self._forget_request(req)
-                req.dropped += 1
-                req.uid = None
-                req.deadline = None
-                again.append(req)
-        self._outbox = again + self._outbox
-        for sub in self._subs.values():
-            if sub.uid is not None and not sub.confirmed and sub not in self._resend_subs:
-                self._resend_subs.append(sub)
-
-    def _send_subscription(self, sub):
-        subs_by_uid = self._conn.subs_by_uid
-        if sub.uid is not None:
-            subs_by_uid.pop(sub.uid, None)
-        sub.uid = sub.fixed_uid if sub.fixed_uid is not None else self._next_uid()
-        sub.confirmed = False
-        subs_by_uid[sub.uid] = sub
-        message = dict(sub.message)
-        message["uid"] = sub.uid
-        self._send(message)
-
-    def _send_request(self, req, now):
-        req.uid = self._next_uid()
-        req.attempts += 1
-        req.deadline = (now + req.timeout) if (now is not None and req.timeout) else None
-        req.sent_at = now
-        self._conn.requests[req.key] = req
-        self._conn.requests_by_uid[req.uid] = req
-        message = dict(req.message)
-        message["uid"] = req.uid
-        self._send(message)
-
-    def _waiting(self):
-        """What counts against ``outbox_limit``: the outbox, and the requests in flight that
-        a lost connection would put back into it."""
-        waiting = len(self._outbox)
-        if self._conn is not None:
-            for req in self._conn.requests.values():
-                if req.retry:
-                    waiting += 1
-        return waiting
-
-    def _queue(self, req):
-        if self._waiting() >= self.outbox_limit:
-            error = OutboxFull(
-                "%d requests are already waiting to be sent or answered; wait for them "
-                "before sending more." % self.outbox_limit
-            )
-            if req.key is None:
-                raise error
-            self._emit(RequestFailed(req.key, error))
-            return
-        self._outbox.append(req)
-
-    def _request_for(self, uid):
-        return self._conn.requests_by_uid.get(uid) if self._conn is not None else None
-
-    def _forget_request(self, req):
-        self._conn.requests.pop(req.key, None)
-        if req.uid is not None:
-            self._conn.requests_by_uid.pop(req.uid, None)
-
-    def _on_auth(self, message, now):
-        if message.get("status") == "ok" and message.get("refresh_token"):
-            self.refresh_token = message["refresh_token"]
-        req = self._request_for(message.get("uid"))
-        if req is not None:  # an auth the user sent with request()
-            if message.get("status") == "error":
-                self._on_request_error(req, DirectusError.from_reply(message), now)
-            else:
-                self._on_reply(message, now)
-            return
-        conn = self._conn
-        if message.get("status") == "ok":
-            if self.state == AUTHENTICATING:
-                self._became_open(now)
-            elif conn.reauthenticating:
-                conn.reauthenticating = False
-                # Events Directus emitted while our token was expired were replaced by
-                # FORBIDDEN errors: subscribe again, so each subscriber gets a fresh init and
-                # can read back what it missed.
-                for sub in self._subs.values():
-                    if sub.missed:
-                        sub.missed = False
-                        if sub.uid is not None:
-                            self._send({"type": "unsubscribe", "uid": sub.uid})
-                        self._send_subscription(sub)
-            return
-        if message.get("status") != "error":
-            return
-        error = DirectusError.from_reply(message)
-        if error.code == "TOKEN_EXPIRED" and self.state in (OPEN, AUTHENTICATING):
-            # Re-authenticate on the same socket: subscriptions stay as they are.
-            conn.reauthenticating = self.state == OPEN
-            if self.has_token_provider:
-                self._emit(ScheduleRefresh())
-                return
-            if self.refresh_token or (self.email and self.password):
-                self.access_token = None  # expired: fall back to the refresh token / login
-                self._send_auth()
-                return
-        if self.state == AUTHENTICATING or error.code == "AUTH_FAILED":
-            self._fail(AuthenticationError(error.code, error.message, message))
-            return
-        self._emit(ErrorOccurred(error))
-
-    def _on_subscription(self, message):
-        sub = self._conn.subs_by_uid.get(message.get("uid"))
-        if sub is None:
-            return  # an unsubscribed subscription's last words
-        if message.get("event") == "init":
-            sub.confirmed = True
-        self._emit(SubscriptionMessage(sub.key, message))
-
-    def _on_reply(self, message, now):
-        req = self._request_for(message.get("uid"))
-        if req is None:
-            return
-        self._forget_request(req)
-        if req.followup is not None:
-            # The answer to a read we made after a create met RECORD_NOT_UNIQUE.
-            data = message.get("data")
-            if isinstance(req.followup, dict) and isinstance(data, list):
-                data = data[0] if data else None
-            if not _written(req.followup, data):
-                error = DirectusError(
-                    "RECORD_NOT_UNIQUE",
-                    "An item with this id exists and is not what was written: choose another id.",
-                    message,
-                )
-                self._emit(RequestFailed(req.key, error))
-                return
-            message = dict(message)
-            message["data"] = data
-        self._emit(RequestDone(req.key, message))
-
-    def _on_error(self, message, now):
-        uid = message.get("uid")
-        error = DirectusError.from_reply(message)
-        conn = self._conn
-        if error.code == "REQUESTS_EXCEEDED" and uid is None:
-            self._rate_limited(error, now)
-            return
-        if uid is not None:
-            req = conn.requests_by_uid.get(uid)
-            if req is not None:
-                self._on_request_error(req, error, now)
-                return
-            sub = conn.subs_by_uid.get(uid)
-            if sub is not None and sub.confirmed and conn.reauthenticating:
-                # An event that fell into the gap of an expired token: not the end of the
-                # subscription, which is sent again once the new token is accepted.
-                sub.missed = True
-                self._emit(ErrorOccurred(error))
-                return
-            if sub is not None:
-                self._end_subscription(sub, error)
-                return
-            # The uid is known to nobody (a request that already timed out, an unsubscribed
-            # subscription): never blame someone else for it.
-            self._emit(ErrorOccurred(error))
-            return
-        # Directus sends many errors (FORBIDDEN, INVALID_PAYLOAD...) without a uid. Blame the one
-        # request or unconfirmed subscription of that type that can have caused it; if there
-        # are several, nobody can tell, so report it and let the requests time out.
-        kind = message.get("type")
-        if kind == "subscribe":
-            candidates = [s for s in conn.subs_by_uid.values() if not s.confirmed]
-            if len(candidates) == 1:
-                self._end_subscription(candidates[0], error)
-                return
-        else:
-            candidates = [r for r in conn.requests.values() if r.message.get("type") == kind]
-            if kind is not None and len(candidates) == 1:
-                self._on_request_error(candidates[0], error, now)
-                return
-        self._emit(ErrorOccurred(error))
-
-    def _on_request_error(self, req, error, now):
-        self._forget_request(req)
-        if error.code == "RECORD_NOT_UNIQUE" and req.retry and _creates_with_ids(req.message):
-            # Maybe an earlier attempt (this session's, or one before a reload) stored it
-            # and its reply was lost: read it back by id, as a request of its own. It counts
-            # as stored only if the row is what was written (``_written``).
-            data = req.message.get("data")
-            read = {"type": "items", "collection": req.message.get("collection"), "action": "read"}
-            if isinstance(data, list):
-                read["ids"] = [row.get("id") for row in data]
-            else:
-                read["id"] = data.get("id")
-            if req.message.get("query"):
-                read["query"] = req.message["query"]
-            req.followup = data
-            req.message = read
-            req.attempts = 0
-            self._send_request(req, now)
-            return
-        self._emit(RequestFailed(req.key, error))
-
-    def _end_subscription(self, sub, error):
-        self._subs.pop(sub.key, None)
-        if self._conn is not None:
-            self._conn.subs_by_uid.pop(sub.uid, None)
-        self._emit(SubscriptionEnded(sub.key, error))
+    # ----- losing the connection -----
 
     def _drop_connection(self, retry_requests):
         """Forget the socket: subscriptions wait for the next one, requests retry or fail."""
@@ -1135,43 +625,6 @@ def _bind(method, req):
     return lambda now: method(req, now)
 
 
-def _creates_with_ids(message):
-    return message.get("action") == "create" and _is_idempotent(message)
-
-
-def _written(data, stored):
-    """Whether ``stored`` (the rows read back) holds every field of ``data`` (what was
-    written) with the same value: one row (dicts) or several (lists, matched by id)."""
-    if isinstance(data, list):
-        if not isinstance(stored, list):
-            return False
-        by_id = {}
-        for row in stored:
-            if isinstance(row, dict):
-                by_id[str(row.get("id"))] = row
-        return all(_written(row, by_id.get(str(row.get("id")))) for row in data)
-    if not isinstance(data, dict) or not isinstance(stored, dict):
-        return False
-    for name, value in data.items():
-        if stored.get(name) != value:
-            return False
-    return True
-
-
-def _retry_after(message):
-    """Seconds from Directus's "Too many messages, retry after 734ms." (None if absent)."""
-    text = str(message)
-    at = text.find("after ")
-    if at < 0:
-        return None
-    digits = ""
-    for ch in text[at + 6 :]:
-        if not ch.isdigit():
-            break
-        digits += ch
-    return int(digits) / 1000 if digits else None
-
-
 def _decode(text):
     """``(message, None)`` for a Directus message, else ``(None, why)``: whatever a frame
     holds, the machine reports it and goes on."""
@@ -1194,16 +647,3 @@ def _preview(text):
         return str(text[:200])
     except Exception:
         return "<%s>" % type(text).__name__
-
-
-def _is_idempotent(message):
-    if message.get("type") != "items":
-        return False
-    action = message.get("action")
-    if action == "read":
-        return True
-    if action == "create":
-        data = message.get("data")
-        rows = data if isinstance(data, list) else [data]
-        return bool(rows) and all(isinstance(row, dict) and row.get("id") for row in rows)
-    return False

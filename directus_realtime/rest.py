@@ -95,22 +95,20 @@ class TokenSession:
         self._email = email
         self._password = password
         self._http = http
-        self.access_token = None
-        self.refresh_token = None
+        self.access_token = None  # type: str | None
+        self.refresh_token = None  # type: str | None
 
     async def login(self) -> str:
         """``POST /auth/login``."""
         body = {"email": self._email, "password": self._password, "mode": "json"}
-        self._keep(await self._post("/auth/login", body))
-        return self.access_token
+        return self._keep(await self._post("/auth/login", body))
 
     async def token(self) -> str:
         """A fresh access token: refreshed when we have a refresh token, else a new login."""
         if self.refresh_token:
             try:
                 body = {"refresh_token": self.refresh_token, "mode": "json"}
-                self._keep(await self._post("/auth/refresh", body))
-                return self.access_token
+                return self._keep(await self._post("/auth/refresh", body))
             except DirectusError:
                 pass  # the refresh token expired too: log in again
         return await self.login()
@@ -120,6 +118,14 @@ class TokenSession:
             return rest(self.url, "POST", path, body)
         return await rest_async(self._http, self.url, "POST", path, body)
 
-    def _keep(self, answer: dict) -> None:
-        self.access_token = answer["access_token"]
-        self.refresh_token = answer.get("refresh_token")
+    def _keep(self, answer: object) -> str:
+        """Keep the tokens of a login or refresh answer; returns the access token."""
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise DirectusError(
+                "NO_TOKEN", "Directus answered without an access token; check its auth settings."
+            )
+        self.access_token = token
+        refresh = answer.get("refresh_token") if isinstance(answer, dict) else None
+        self.refresh_token = refresh if isinstance(refresh, str) else None
+        return token

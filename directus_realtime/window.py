@@ -25,7 +25,8 @@ How the window converges after a gap (creates, edits and deletes alike):
   instances) can lose events while the socket stays open. So a *check* runs at once after each
   ``init`` and then every ``check_every`` seconds: a fingerprint of the filtered collection
   (``aggregate``: count, newest ``updated_field`` and newest sort field) decides whether to
-  look closer; if it changed (or after an ``init``) a light read of the window (ids and
+  look closer; if it changed (or after an ``init``, an event or a write: the window then no
+  longer matches the last fingerprint) a light read of the window (ids and
   ``updated_field`` only) shows which rows are new, changed or gone; only those are read in
   full. A collection without ``updated_field`` makes each check re-read the window: slower,
   still correct.
@@ -33,6 +34,9 @@ How the window converges after a gap (creates, edits and deletes alike):
   light read comes at once (the row that moves into the window is one no event announces).
 * A row an event touched after a check's read began keeps the event's version: the event is
   at least as new as what the read saw.
+* A write made here whose event has not come ``EVENT_GRACE`` seconds after Directus answered it
+  makes a check read the window: the cheapest witness that the bus lost something, and the way
+  a row the filter rejects leaves the window (Directus sends no event for it).
 """
 
 import json
@@ -45,6 +49,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 CHECK_EVERY = 30.0  # seconds between two checks while subscribed
+# After Directus answered a write made here, its event is overdue this long after: a check then
+# reads the window (the event was lost, or the row is outside the filter and none will come).
+EVENT_GRACE = 3.0
 REASONS = ("restore", "initial", "event", "catch-up", "check", "write", "confirm", "rollback")
 
 
@@ -191,9 +198,134 @@ class _Write:
         self.op = op  # create | update | delete
         self.id = item_id
         self.data = data
+        self.seen = False  # its event came
 
 
-class LiveWindow:
+class _Checks:
+    """How ``LiveWindow`` checks its rows against the server (a mixin: the state is the
+    window's): fingerprint, light read of ids and ``updated_field``, rows read by id, or the
+    whole window when there is no ``updated_field``; events that raced a read win."""
+
+    def _fingerprintable(self) -> bool:
+        field = self.updated_field
+        if field is None or not self._base:
+            return False
+        return all(field in row for row in self._base.values())
+
+    def _filter(self) -> "Any":
+        return self.query.get("filter")
+
+    def _fingerprint_query(self) -> "dict[str, Any]":
+        newest = [self.updated_field]
+        for name, _ in self._sort:
+            if name not in newest and "." not in name:
+                newest.append(name)
+        query = {"aggregate": {"count": ["*"], "max": newest}}  # type: dict[str, Any]
+        if self._filter():
+            query["filter"] = self._filter()
+        return query
+
+    def _read_window(self, now: float) -> None:
+        query = dict(self.query)
+        if self._fingerprintable():
+            query["fields"] = [self.key, self.updated_field]
+            self._ask("ids", query)
+        else:
+            self._ask("window", query)
+
+    def _ask(self, phase: str, query: "dict[str, Any]") -> None:
+        self._tag += 1
+        self._running = (phase, self._tag)
+        message = {"type": "items", "collection": self.collection, "action": "read"}
+        message["query"] = query
+        self._actions.append(Read(self._tag, message))
+
+    def _apply_ids(self, data: "Any", now: float) -> None:
+        if not isinstance(data, list):
+            self._finished(now)
+            return
+        field = self.updated_field
+        light = [r for r in data if self._keyed(r)]
+        wanted = []
+        for row in light:
+            item_id = self._id(row)
+            old = self._base.get(item_id)
+            if old is None or field not in old or old.get(field) != row.get(field):
+                if not self._event_wins(item_id):
+                    wanted.append(row[self.key])
+        self._light = light
+        if not wanted:
+            self._apply_window(light, [], now)
+            return
+        query = dict(self.query)
+        query.pop("sort", None)
+        query["limit"] = len(wanted)
+        own = self._filter()
+        by_id = {self.key: {"_in": wanted}}
+        query["filter"] = {"_and": [own, by_id]} if own else by_id
+        self._ask("rows", query)
+
+    def _apply_window(self, order: "Any", fetched: "Any", now: float) -> None:
+        """The server's window: ``order`` its rows (full rows, or ``[id, updated]`` with the
+        full rows of the changed ones in ``fetched``). Rows events touched since the read
+        began keep the events' version."""
+        if not isinstance(order, list):
+            self._finished(now)
+            return
+        full = {}
+        for row in fetched if isinstance(fetched, list) else []:
+            if self._keyed(row):
+                full[self._id(row)] = row
+        base = {}
+        complete = True
+        for row in order:
+            if not self._keyed(row):
+                continue
+            item_id = self._id(row)
+            if self._event_wins(item_id):
+                continue
+            if fetched is None:
+                base[item_id] = row
+            elif item_id in full:
+                base[item_id] = full[item_id]
+            elif item_id in self._base and self._base[item_id].get(self.updated_field) == row.get(
+                self.updated_field
+            ):
+                base[item_id] = self._base[item_id]
+            else:
+                complete = False  # changed between the two reads: read again soon
+        for item_id, how in self._touched.items():
+            if how == "row" and item_id in self._base:
+                base[item_id] = self._base[item_id]
+        self._base = base
+        self._trim()
+        self.stale = False
+        self._must_read = not complete
+        if self._fingerprint is not None and complete:
+            self._baseline = self._fingerprint
+        self._fingerprint = None
+        self._finished(now)
+        if not complete and self._check_at is not None:
+            self._check_at = min(self._check_at, now + EVENT_GRACE)
+        self._finished(now)
+        self._publish("check")
+
+    def _finished(self, now: float) -> None:
+        self._running = None
+        self._fingerprint = None
+        if self.subscribed and self.check_every is not None and self._check_at is None:
+            self._check_at = now + self.check_every
+        if self.stale and self.subscribed:
+            self._check_at = now
+
+    def _event_wins(self, item_id: str) -> bool:
+        """Whether an event since the check began is newer than what the check read: a
+        delete, or a row we hold (a row trimmed out of the window is read again)."""
+        how = self._touched.get(item_id)
+        return how == "delete" or (how == "row" and item_id in self._base)
+
+
+class LiveWindow(_Checks):
     """The rows of one query, kept equal to the server's answer (see the module docstring).
 
     Args:
@@ -233,9 +365,12 @@ class LiveWindow:
         self._check_at = None  # type: float | None
         self._running = None  # type: tuple[str, int] | None  # (phase, tag) of the check
         self._baseline = None  # type: str | None  # the last fingerprint
-        self._touched = {}  # type: dict[str, bool]  # ids events changed since the read began
+        # ids events (or answers to writes) changed since the check began: "row" or "delete"
+        self._touched = {}  # type: dict[str, str]
         self._fingerprint = None  # type: str | None  # the one this check got
         self._light = []  # type: list[dict[str, Any]]  # the light read being completed
+        self._overdue = {}  # type: dict[str, float]  # id of an answered write -> event due
+        self._must_read = False  # the next check reads the window, whatever the fingerprint
 
     # ----- what the driver reads -----
 
@@ -269,7 +404,10 @@ class LiveWindow:
     def next_deadline(self) -> "float | None":
         if not self.subscribed or self._running is not None:
             return None
-        return self._check_at
+        times = list(self._overdue.values())
+        if self._check_at is not None:
+            times.append(self._check_at)
+        return min(times) if times else None
 
     def snapshot(self) -> "dict[str, Any]":
         """What a snapshot store keeps: the server's rows (not the pending writes)."""
@@ -315,7 +453,8 @@ class LiveWindow:
             for row in rows:
                 if self._keyed(row):
                     item_id = self._id(row)
-                    self._touched[item_id] = True
+                    self._touched[item_id] = "row"
+                    self._saw_event(item_id)
                     old = self._base.get(item_id)
                     if old is not None and event == "update":
                         merged = dict(old)
@@ -333,13 +472,17 @@ class LiveWindow:
                 if item_id is None:
                     continue
                 item_id = str(item_id)
-                self._touched[item_id] = True
+                self._touched[item_id] = "delete"
+                self._saw_event(item_id)
                 if self._base.pop(item_id, None) is not None:
                     gone = True
             if gone and full:
                 self._make_stale(now)
         else:
             return
+        # The window moved away from the last fingerprint: a later fingerprint equal to it
+        # would prove nothing (a lost delete can undo a create's count), so the next check reads.
+        self._baseline = None
         self._publish("event")
 
     def disconnected(self, now: float) -> None:
@@ -367,14 +510,19 @@ class LiveWindow:
         return self.subscribe_message()
 
     def tick(self, now: float) -> None:
-        if self._check_at is None or now < self._check_at or self._running is not None:
+        if not self.subscribed or self._running is not None:
             return
-        if not self.subscribed:
+        overdue = [i for i, t in self._overdue.items() if t <= now]
+        if overdue:
+            for item_id in overdue:
+                self._overdue.pop(item_id)
+            self._must_read = True
+        elif self._check_at is None or now < self._check_at:
             return
         self._check_at = None
         self.checks += 1
         self._touched = {}
-        if self.stale or not self._fingerprintable():
+        if self.stale or self._must_read or not self._fingerprintable():
             self._read_window(now)
         else:
             self._ask("fingerprint", self._fingerprint_query())
@@ -422,6 +570,8 @@ class LiveWindow:
         if write is None:
             return
         item_id = str(write.id)
+        if not write.seen and self.subscribed:
+            self._overdue[item_id] = now + EVENT_GRACE
         if write.op == "delete":
             if self._base.pop(item_id, None) is not None and self._full():
                 self._make_stale(now)
@@ -433,8 +583,9 @@ class LiveWindow:
                 self._base[item_id] = merged
             elif write.op == "create":
                 self._base[item_id] = row  # its event may come later, or be lost
-            self._touched[item_id] = True
+            self._touched[item_id] = "row"
             self._trim()
+        self._baseline = None  # (as after an event)
         self._publish("confirm")
 
     def write_failed(self, wid: int, error: "BaseException", now: float) -> None:
@@ -442,6 +593,12 @@ class LiveWindow:
             self._publish("rollback", error)
 
     # ----- internals -----
+
+    def _saw_event(self, item_id: str) -> None:
+        self._overdue.pop(item_id, None)
+        for write in self._writes:
+            if str(write.id) == item_id:
+                write.seen = True
 
     def _take(self, wid: int) -> "_Write | None":
         for i, write in enumerate(self._writes):
@@ -473,112 +630,6 @@ class LiveWindow:
     def _make_stale(self, now: float) -> None:
         self.stale = True
         if self.subscribed and self._running is None:
-            self._check_at = now
-
-    def _fingerprintable(self) -> bool:
-        field = self.updated_field
-        if field is None or not self._base:
-            return False
-        return all(field in row for row in self._base.values())
-
-    def _filter(self) -> "Any":
-        return self.query.get("filter")
-
-    def _fingerprint_query(self) -> "dict[str, Any]":
-        newest = [self.updated_field]
-        for name, _ in self._sort:
-            if name not in newest and "." not in name:
-                newest.append(name)
-        query = {"aggregate": {"count": ["*"], "max": newest}}  # type: dict[str, Any]
-        if self._filter():
-            query["filter"] = self._filter()
-        return query
-
-    def _read_window(self, now: float) -> None:
-        query = dict(self.query)
-        if self._fingerprintable():
-            query["fields"] = [self.key, self.updated_field]
-            self._ask("ids", query)
-        else:
-            self._ask("window", query)
-
-    def _ask(self, phase: str, query: "dict[str, Any]") -> None:
-        self._tag += 1
-        self._running = (phase, self._tag)
-        message = {"type": "items", "collection": self.collection, "action": "read"}
-        message["query"] = query
-        self._actions.append(Read(self._tag, message))
-
-    def _apply_ids(self, data: "Any", now: float) -> None:
-        if not isinstance(data, list):
-            self._finished(now)
-            return
-        field = self.updated_field
-        light = [r for r in data if self._keyed(r)]
-        wanted = []
-        for row in light:
-            item_id = self._id(row)
-            old = self._base.get(item_id)
-            if old is None or field not in old or old.get(field) != row.get(field):
-                if item_id not in self._touched:
-                    wanted.append(row[self.key])
-        self._light = light
-        if not wanted:
-            self._apply_window(light, [], now)
-            return
-        query = dict(self.query)
-        query.pop("sort", None)
-        query["limit"] = len(wanted)
-        own = self._filter()
-        by_id = {self.key: {"_in": wanted}}
-        query["filter"] = {"_and": [own, by_id]} if own else by_id
-        self._ask("rows", query)
-
-    def _apply_window(self, order: "Any", fetched: "Any", now: float) -> None:
-        """The server's window: ``order`` its rows (full rows, or ``[id, updated]`` with the
-        full rows of the changed ones in ``fetched``). Rows events touched since the read
-        began keep the events' version."""
-        if not isinstance(order, list):
-            self._finished(now)
-            return
-        full = {}
-        for row in fetched if isinstance(fetched, list) else []:
-            if self._keyed(row):
-                full[self._id(row)] = row
-        base = {}
-        for row in order:
-            if not self._keyed(row):
-                continue
-            item_id = self._id(row)
-            if item_id in self._touched:
-                continue
-            if fetched is None:
-                base[item_id] = row
-            elif item_id in full:
-                base[item_id] = full[item_id]
-            elif item_id in self._base and self._base[item_id].get(self.updated_field) == row.get(
-                self.updated_field
-            ):
-                base[item_id] = self._base[item_id]
-            # else: changed between the two reads; the next check reads it
-        for item_id in self._touched:
-            if item_id in self._base:
-                base[item_id] = self._base[item_id]
-        self._base = base
-        self._trim()
-        self.stale = False
-        if self._fingerprint is not None:
-            self._baseline = self._fingerprint
-            self._fingerprint = None
-        self._finished(now)
-        self._publish("check")
-
-    def _finished(self, now: float) -> None:
-        self._running = None
-        self._fingerprint = None
-        if self.subscribed and self.check_every is not None and self._check_at is None:
-            self._check_at = now + self.check_every
-        if self.stale and self.subscribed:
             self._check_at = now
 
     def _view(self) -> "list[dict[str, Any]]":

@@ -10,10 +10,11 @@ The folder is not a package, so helpers reach the tests as fixtures:
   the client's wire log; ``rt.watch_for_retries(client)`` gives a client that gave up the time
   to retry, were it going to. ``rt.marker()``, ``rt.row(text)``, ``rt.ids(message)``, ``rt.WAIT``.
 - ``public_directus``, ``strict_directus``, ``heartbeat_directus``, ``short_ttl_directus``,
-  ``crash_directus`` (module): extra Directus instances (``ExtraDirectus``) on copies of the main
-  database, ports 8155-8199, configured as in ``EXTRA``. The ones the collected tests need are
-  all started in the background when the session's first integration test starts, and each
-  is stopped when its module is done (the rest at the end of the session).
+  ``crash_directus``, ``limited_directus`` (module): extra Directus instances
+  (``ExtraDirectus``) on copies of the main database, ports 8155-8199, configured as in
+  ``EXTRA``. The ones the collected tests need are all started in the background when the
+  session's first integration test starts, and each is stopped when its module is done (the
+  rest at the end of the session).
 - ``main_rows`` (module): deletes the rows the tests put in the main stack (user = TEST_USER).
 """
 
@@ -389,6 +390,9 @@ EXTRA: dict[str, dict[str, str]] = {
     "heartbeat_directus": {"WEBSOCKETS_HEARTBEAT_PERIOD": str(HEARTBEAT_PERIOD)},
     "short_ttl_directus": {"ACCESS_TOKEN_TTL": f"{TOKEN_TTL}s"},
     "crash_directus": {},
+    # Directus's own rate limiter, as documented (50 points per 1 s per connection): the live
+    # query's outbox must keep under it and honour its "retry after".
+    "limited_directus": {"RATE_LIMITER_ENABLED": "true"},
 }
 # fixture name -> what is done to it once started
 PREPARE: dict[str, Callable[[ExtraDirectus, dict[str, Any]], None]] = {
@@ -441,6 +445,7 @@ strict_directus = extra_directus_fixture("strict_directus", "extra_pool", EXTRA)
 heartbeat_directus = extra_directus_fixture("heartbeat_directus", "extra_pool", EXTRA)
 short_ttl_directus = extra_directus_fixture("short_ttl_directus", "extra_pool", EXTRA)
 crash_directus = extra_directus_fixture("crash_directus", "extra_pool", EXTRA)
+limited_directus = extra_directus_fixture("limited_directus", "extra_pool", EXTRA)
 
 
 @pytest.fixture(scope="module")

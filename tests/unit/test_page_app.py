@@ -36,10 +36,10 @@ class Element:
         self.children = {}
         self.elements = Fields()
 
-    def addEventListener(self, kind, handler):  # noqa: N802  (the DOM's names)
+    def addEventListener(self, kind, handler):
         self.listeners[kind] = handler
 
-    def querySelector(self, selector):  # noqa: N802
+    def querySelector(self, selector):
         return self.children.setdefault(selector, Element(selector))
 
 
@@ -59,10 +59,10 @@ class Document:
         self.visibilityState = "visible"
         self.onvisibilitychange = None
 
-    def getElementById(self, name):  # noqa: N802
+    def getElementById(self, name):
         return self.elements.setdefault(name, Element(name))
 
-    def querySelector(self, selector):  # noqa: N802
+    def querySelector(self, selector):
         return self.getElementById(selector)
 
 
@@ -70,13 +70,13 @@ class Storage:
     def __init__(self) -> None:
         self.items = {}
 
-    def getItem(self, key):  # noqa: N802
+    def getItem(self, key):
         return self.items.get(key)
 
-    def setItem(self, key, value):  # noqa: N802
+    def setItem(self, key, value):
         self.items[key] = value
 
-    def removeItem(self, key):  # noqa: N802
+    def removeItem(self, key):
         self.items.pop(key, None)
 
 
@@ -93,7 +93,7 @@ class SearchParams:
     def delete(self, name):
         self.pairs = [(key, value) for key, value in self.pairs if key != name]
 
-    def toString(self):  # noqa: N802
+    def toString(self):
         return urllib.parse.urlencode(self.pairs)
 
 
@@ -140,17 +140,17 @@ class Window:
         self.config_json = None  # what ./config.json answers (None: 404)
         self.onpagehide = self.ononline = self.onoffline = self.onpageshow = None
 
-    def setTimeout(self, callback, ms):  # noqa: N802
+    def setTimeout(self, callback, ms):
         self.timers.append((callback, ms))
         return len(self.timers)
 
-    def clearTimeout(self, timer_id):  # noqa: N802
+    def clearTimeout(self, timer_id):
         pass
 
-    def queueMicrotask(self, callback):  # noqa: N802
+    def queueMicrotask(self, callback):
         callback()
 
-    def encodeURIComponent(self, text):  # noqa: N802
+    def encodeURIComponent(self, text):
         return urllib.parse.quote(text, safe="")
 
     async def fetch(self, url, options=None):

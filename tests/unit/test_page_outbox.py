@@ -21,15 +21,15 @@ class Storage:
         self.items = dict(items or {})
         self.writes = 0
 
-    def getItem(self, key):  # noqa: N802  (the Web Storage API's names)
+    def getItem(self, key):
         return self.items.get(key)
 
-    def setItem(self, key, value):  # noqa: N802
+    def setItem(self, key, value):
         assert isinstance(value, str)
         self.writes += 1
         self.items[key] = value
 
-    def removeItem(self, key):  # noqa: N802
+    def removeItem(self, key):
         self.writes += 1
         self.items.pop(key, None)
 
@@ -39,12 +39,12 @@ class Storage:
 
 
 class FullStorage(Storage):
-    def setItem(self, key, value):  # noqa: N802
+    def setItem(self, key, value):
         raise RuntimeError("QuotaExceededError: the quota has been exceeded")
 
 
 class UnreadableStorage(Storage):
-    def getItem(self, key):  # noqa: N802
+    def getItem(self, key):
         raise RuntimeError("SecurityError: the operation is insecure")
 
 

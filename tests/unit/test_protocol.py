@@ -19,76 +19,19 @@ from directus_realtime.errors import (
     RequestTimeout,
 )
 from directus_realtime.protocol import Backoff, RealtimeProtocol, websocket_url
-
-URL = "http://directus.test"
-HALF = lambda: 0.5  # noqa: E731  (rng for Backoff: half of the ceiling, always)
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def make(**options):
-    options.setdefault("access_token", "TOKEN")
-    options.setdefault("reconnect", Backoff(rng=HALF))
-    return RealtimeProtocol(options.pop("url", URL), **options)
-
-
-def of(events, cls):
-    return [e for e in events if isinstance(e, cls)]
-
-
-def sent(events):
-    """The decoded messages of every SendText, in order."""
-    return [json.loads(e.text) for e in of(events, p.SendText)]
-
-
-def reply(proto, message, now):
-    proto.receive_text(json.dumps(message), now)
-    return proto.events()
-
-
-def auth_ok(proto, now, **extra):
-    return reply(proto, dict({"type": "auth", "status": "ok"}, **extra), now)
-
-
-def error_reply(kind, code, uid=None, message="nope"):
-    out = {"type": kind, "status": "error", "error": {"code": code, "message": message}}
-    if uid is not None:
-        out["uid"] = uid
-    return out
-
-
-def open_proto(proto, now=0.0):
-    """connect -> socket_opened -> auth ok; returns every event of the handshake."""
-    proto.connect(now)
-    proto.socket_opened(now)
-    events = proto.events()
-    if proto.state == p.AUTHENTICATING:
-        events += auth_ok(proto, now)
-    assert proto.state == p.OPEN
-    return events
-
-
-def reconnect(proto, closed_at, now=None):
-    """Socket drops at ``closed_at``; the retry happens and the handshake completes."""
-    proto.socket_closed(closed_at, None)
-    events = proto.events()
-    assert proto.state == p.RECONNECTING
-    when = proto.retry_at if now is None else now
-    proto.tick(when)
-    events += proto.events()
-    proto.socket_opened(when)
-    events += proto.events()
-    events += auth_ok(proto, when)
-    assert proto.state == p.OPEN
-    return events
-
-
-def states(events):
-    return [e.state for e in of(events, p.StateChanged)]
-
-
-# --- websocket_url --------------------------------------------------------------------------
+from tests.unit.protocol_helpers import (
+    HALF,
+    URL,
+    auth_ok,
+    error_reply,
+    make,
+    of,
+    open_proto,
+    reconnect,
+    reply,
+    sent,
+    states,
+)
 
 
 def test_url_http_becomes_ws_with_websocket_path():
@@ -1125,10 +1068,10 @@ def test_record_not_unique_at_the_first_attempt_counts_as_stored_when_the_row_is
 
 
 def test_the_rate_limit_paces_requests_queued_while_offline():
-    proto = make(heartbeat=False, send_rate=10)
+    proto = make(heartbeat=False, send_rate=16)
     keys = [proto.request(dict(CREATE_WITH_ID, data={"id": "k%d" % i}), now=0) for i in range(25)]
     first = [m for m in sent(open_proto(proto, now=1.0)) if m["type"] == "items"]
-    assert len(first) == 9  # the burst of 10, less the auth
+    assert len(first) == 1  # the burst of 2 (16 / 8), less the auth
     assert proto.next_deadline() is not None
     # the auth took one of the burst's 10 tokens
     events = []
@@ -1141,18 +1084,17 @@ def test_the_rate_limit_paces_requests_queued_while_offline():
         events += proto.events()
     later = [m for m in sent(events) if m["type"] == "items"]
     assert len(first) + len(later) == len(keys)
-    assert 1.0 + 1.5 <= t <= 1.0 + 2.0  # 25 + auth - 10 at once = 16 more at 10/s
+    assert t == pytest.approx(1.0 + 24 / 16)  # the other 24 at 16/s
 
 
 def test_requests_exceeded_pauses_for_the_time_it_names_and_resends_what_is_safe():
     proto = make(heartbeat=False)
     open_proto(proto)
-    create = proto.request(CREATE_WITH_ID, now=0)
-    unsafe = proto.request(
-        {"type": "items", "collection": "m", "action": "create", "data": {}}, now=0
-    )
-    out = {m["action"] + str(m.get("data")): m for m in sent(proto.events())}
-    assert len(out) == 2
+    answered = proto.request(dict(CREATE_WITH_ID, data={"id": "k0"}), now=0)
+    dropped = proto.request(CREATE_WITH_ID, now=0)
+    unsafe = proto.request({"type": "items", "collection": "m", "action": "create"}, now=0)
+    first = sent(proto.events())
+    assert len(first) == 3
     limited = {
         "type": "server",
         "status": "error",
@@ -1161,12 +1103,25 @@ def test_requests_exceeded_pauses_for_the_time_it_names_and_resends_what_is_safe
     events = reply(proto, limited, 0.1)
     assert sent(events) == [] and of(events, p.RequestFailed) == []
     assert proto.paused_until == pytest.approx(0.834)
+    waiting = proto.request(dict(CREATE_WITH_ID, data={"id": "k2"}), now=0.2)
+    assert sent(proto.events()) == []  # paced requests wait for the pause to end
     assert proto.next_deadline() == pytest.approx(0.834)
-    assert proto.request(CREATE_WITH_ID, now=0.2) and sent(proto.events()) == []  # waits too
     proto.tick(0.834)
-    again = [m for m in sent(proto.events()) if m["type"] == "items"]
-    assert [m["data"] for m in again] == [{"id": "k1", "t": "hi"}] * 2  # the safe one, then the new
-    assert unsafe not in [create]
+    assert [m["data"] for m in sent(proto.events())] == [{"id": "k2"}]
+    done = reply(proto, {"type": "items", "data": {"id": "k0"}, "uid": first[0]["uid"]}, 1.0)
+    assert [d.key for d in of(done, p.RequestDone)] == [answered]  # accepted, answered late
+    # Unanswered DROPPED_AFTER past the pause: the safe one was dropped and is sent again;
+    # the one that is not safe to repeat waits for its timeout.
+    assert proto.next_deadline() == pytest.approx(0.834 + p.DROPPED_AFTER)
+    proto.tick(0.834 + p.DROPPED_AFTER)
+    again = sent(proto.events())
+    assert [m["data"] for m in again] == [{"id": "k1", "t": "hi"}]
+    assert again[0]["uid"] != first[1]["uid"]
+    events = reply(
+        proto, {"type": "items", "data": {"id": "k1", "t": "hi"}, "uid": again[0]["uid"]}, 2
+    )
+    assert [d.key for d in of(events, p.RequestDone)] == [dropped]
+    assert unsafe not in (answered, dropped, waiting)
 
 
 def test_create_without_id_whose_reply_was_lost_fails_and_is_not_resent():

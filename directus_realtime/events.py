@@ -1,0 +1,116 @@
+"""What the sans-I/O core (``protocol.RealtimeProtocol``) hands its driver from ``events()``.
+
+Two kinds, kept apart: ``Action`` (something the driver must do: open, send, close, fetch a
+token) and ``Report`` (something to tell the user: opened, closed, a message, a reply...).
+``client.py`` dispatches them with one table, by class.
+"""
+
+
+class _Shown:
+    """A ``__repr__`` that shows the fields: ``SendText(text='{...}')``."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join("%s=%r" % (k, v) for k, v in sorted(self.__dict__.items()))
+        return "%s(%s)" % (type(self).__name__, fields)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.__dict__ == self.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Action(_Shown):
+    """Something the driver must do."""
+
+
+class Report(_Shown):
+    """Something to deliver to the user."""
+
+
+class OpenSocket(Action):
+    """Open a WebSocket to ``url``; report back with socket_opened / socket_closed."""
+
+    def __init__(self, url):
+        self.url = url
+
+
+class SendText(Action):
+    """Send ``text`` as one text frame on the current socket."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+class CloseSocket(Action):
+    """Close the current socket (the machine already considers it gone)."""
+
+    def __init__(self, reason=""):
+        self.reason = reason
+
+
+class ScheduleRefresh(Action):
+    """Fetch a fresh access token (``token_provider``) and pass it to ``authenticate()``."""
+
+
+class Opened(Report):
+    """The connection is open and authenticated: the SDK's ``open`` event."""
+
+
+class Closed(Report):
+    """The socket closed: the SDK's ``close`` event."""
+
+    def __init__(self, code=None, reason=""):
+        self.code = code
+        self.reason = reason
+
+
+class ErrorOccurred(Report):
+    """The SDK's ``error`` event: a socket error, a bad frame, or an error nobody asked for."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+class MessageReceived(Report):
+    """Every decoded message from the server (the SDK's ``message`` event), pings excepted."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+class StateChanged(Report):
+    def __init__(self, state, previous):
+        self.state = state
+        self.previous = previous
+
+
+class SubscriptionMessage(Report):
+    """A ``{type: "subscription", event, data, uid}`` message for subscription ``key``."""
+
+    def __init__(self, key, message):
+        self.key = key
+        self.message = message
+
+
+class SubscriptionEnded(Report):
+    """Subscription ``key`` will get nothing more; ``error`` is None when it was unsubscribed."""
+
+    def __init__(self, key, error=None):
+        self.key = key
+        self.error = error
+
+
+class RequestDone(Report):
+    def __init__(self, key, reply):
+        self.key = key
+        self.reply = reply
+
+    @property
+    def data(self):
+        return self.reply.get("data")
+
+
+class RequestFailed(Report):
+    def __init__(self, key, error):
+        self.key = key
+        self.error = error
