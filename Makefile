@@ -45,7 +45,7 @@ help:
 	@echo "make test       run pytest (PYTEST_ARGS=...) against the local stack"
 	@echo "make dist       write dist/: the page for any static web server (DIRECTUS_URL=...)"
 	@echo "make wheel      build the client library's wheel into dist-wheel/"
-	@echo "make lint|fmt   ruff"
+	@echo "make lint|fmt   ruff (lint: and mypy --strict on the library)"
 	@echo "make bench      python -m bench"
 	@echo "make clean      remove static/runtime and caches; distclean also .venv, node_modules, var/"
 	@echo "ports: DIRECTUS_PORT=$(DIRECTUS_PORT) APP_PORT=$(APP_PORT)"
@@ -149,6 +149,7 @@ screenshots: setup chromium
 lint: setup-pip
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict directus_realtime
 
 fmt: setup-pip
 	$(VENV)/bin/ruff check --fix .

@@ -28,6 +28,7 @@ from .protocol import Backoff, RealtimeProtocol, websocket_url
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -54,7 +55,7 @@ __all__ = [
 class DirectusClient:
     """What ``create_directus(url)`` returns; compose features with ``.with_()``."""
 
-    def __init__(self, url: str, auth: "dict | None" = None) -> None:
+    def __init__(self, url: str, auth: "dict[str, Any] | None" = None) -> None:
         self.url = url
         self.auth = dict(auth or {})
 

@@ -24,7 +24,8 @@ from .errors import ConnectionFailed, DirectusError, RealtimeError
 # typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
+    from typing import Any
 
     from .live import LiveQuery
 
@@ -35,7 +36,7 @@ EVENTS = ("open", "message", "close", "error")
 try:
     import logging
 
-    _log = logging.getLogger("directus_realtime")
+    _log: "Any" = logging.getLogger("directus_realtime")
 except ImportError:  # MicroPython without the logging module
     _log = None
 
@@ -44,7 +45,7 @@ except ImportError:  # MicroPython without the logging module
 _spawn = getattr(asyncio, "ensure_future", None) or asyncio.create_task
 
 
-def default_transport():
+def default_transport() -> "Callable[[str, Any], Any]":
     if sys.platform in ("emscripten", "webassembly"):  # Pyodide, MicroPython
         from .transports.browser import BrowserWebSocket
 
@@ -64,12 +65,12 @@ class Waiter:
     Python can skip.
     """
 
-    def __init__(self):
-        self._event = None  # made when awaited before it is done
+    def __init__(self) -> None:
+        self._event: Any = None  # made when awaited before it is done
         self._done = False
-        self._result = None
-        self._error = None
-        self._callbacks = []
+        self._result: object = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Waiter], object]] = []
 
     def done(self) -> bool:
         return self._done
@@ -101,7 +102,7 @@ class Waiter:
     def set_exception(self, error: BaseException) -> None:
         self._set(None, error)
 
-    def _set(self, result, error):
+    def _set(self, result: object, error: "BaseException | None") -> None:
         if self._done:
             return
         self._done = True
@@ -113,7 +114,7 @@ class Waiter:
         for callback in callbacks:
             _safely(callback, self)
 
-    def __await__(self):
+    def __await__(self) -> "Generator[Any, None, Any]":
         if not self._done:
             if self._event is None:
                 self._event = asyncio.Event()
@@ -124,11 +125,11 @@ class Waiter:
     __iter__ = __await__  # what MicroPython's ``await`` calls (and asyncio.Future has too)
 
 
-def _then(waiter, transform):
+def _then(waiter: "Waiter", transform: "Callable[[Any], Any]") -> "Waiter":
     """A ``Waiter`` of ``transform(result)``, done when ``waiter`` is (errors pass through)."""
     out = Waiter()
 
-    def settle(done):
+    def settle(done: Waiter) -> None:
         error = done.exception()
         if error is None:
             out.set_result(transform(done.result()))
@@ -150,25 +151,25 @@ class Subscription:
     the moment it arrives, with ``await wait_closed()`` for the end.
     """
 
-    def __init__(self, client, key, uid):
+    def __init__(self, client: "RealtimeClient", key: int, uid: "str | None") -> None:
         self._client = client
         self.key = key
         self.uid = uid
-        self._queue = []
-        self._waiters = []
-        self._callback = None
+        self._queue: list[dict[str, Any]] = []
+        self._waiters: list[Waiter] = []
+        self._callback: Callable[[dict[str, Any]], object] | None = None
         self._ended = False
-        self._error = None
+        self._error: BaseException | None = None
 
     @property
     def subscription(self) -> "Subscription":
         """The SDK returns ``{subscription, unsubscribe}``; this mirrors ``.subscription``."""
         return self
 
-    def __aiter__(self):
+    def __aiter__(self) -> "Subscription":
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> "dict[str, Any]":
         while not self._queue:
             if self._ended:
                 self._raise_end()
@@ -176,7 +177,7 @@ class Subscription:
             await self._wait()
         return self._queue.pop(0)
 
-    def listen(self, callback: "Callable[[dict], object]") -> None:
+    def listen(self, callback: "Callable[[dict[str, Any]], object]") -> None:
         """Hand each message to ``callback(message)`` as it arrives, instead of ``async for``.
 
         The callback runs inside the socket's message event, with no turn of the event loop in
@@ -200,19 +201,19 @@ class Subscription:
     def unsubscribe(self) -> None:
         self._client._unsubscribe(self)
 
-    def _push(self, message):
+    def _push(self, message: "dict[str, Any]") -> None:
         if self._callback is not None:
             _safely(self._callback, message)
             return
         self._queue.append(message)
         self._wake()
 
-    def _end(self, error):
+    def _end(self, error: "BaseException | None") -> None:
         self._ended = True
         self._error = error
         self._wake()
 
-    async def _wait(self):
+    async def _wait(self) -> None:
         waiter = Waiter()
         self._waiters.append(waiter)
         try:
@@ -220,11 +221,11 @@ class Subscription:
         finally:
             self._waiters.remove(waiter)
 
-    def _wake(self):
+    def _wake(self) -> None:
         for waiter in self._waiters:
             waiter.set_result(None)
 
-    def _raise_end(self):
+    def _raise_end(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -252,22 +253,22 @@ class RealtimeClient:
         self,
         url: str,
         *,
-        access_token=None,
-        email=None,
-        password=None,
-        refresh_token=None,
-        token_provider=None,
+        access_token: "str | None" = None,
+        email: "str | None" = None,
+        password: "str | None" = None,
+        refresh_token: "str | None" = None,
+        token_provider: "Callable[[], Any] | None" = None,
         auth_mode: str = "handshake",
         heartbeat: bool = True,
         heartbeat_period: float = 30.0,
         connect_timeout: float = 10.0,
         request_timeout: float = 10.0,
-        reconnect=True,
+        reconnect: object = True,
         outbox_limit: int = 1000,
-        ws_url=None,
-        transport=None,
+        ws_url: "str | None" = None,
+        transport: "Callable[[str, Any], Any] | None" = None,
         request_attempts: int = p.REQUEST_ATTEMPTS,
-        stable_after=None,
+        stable_after: "float | None" = None,
         send_rate: "float | None" = p.SEND_RATE,
         outbox_store: object = None,
     ) -> None:
@@ -294,13 +295,13 @@ class RealtimeClient:
         )
         self._transport = transport or default_transport()
         self._socket = None
-        self._handlers = {name: [] for name in EVENTS}
-        self._state_handlers = []
-        self._subscriptions = {}
-        self._requests = {}
-        self._connect_waiters = []
+        self._handlers: dict[str, list[Callable[[Any], object]]] = {name: [] for name in EVENTS}
+        self._state_handlers: list[Callable[[str, RealtimeClient], object]] = []
+        self._subscriptions: dict[int, Subscription] = {}
+        self._requests: dict[int | None, Waiter] = {}
+        self._connect_waiters: list[Waiter] = []
         self._timer = None  # what calls tick() at _timer_at (see _call_later)
-        self._timer_at = None
+        self._timer_at: float | None = None
         self._pumping = False
         self._writes = _WriteOutbox(self, outbox_store)
         self._writes.load()
@@ -318,7 +319,7 @@ class RealtimeClient:
         return self._proto.state == p.OPEN
 
     @property
-    def failure(self) -> "RealtimeError | None":
+    def failure(self) -> "BaseException | None":
         """The error that made the client give up (state ``failed``), else None."""
         return self._proto.failure
 
@@ -362,7 +363,7 @@ class RealtimeClient:
             raise ValueError("event must be one of " + ", ".join(EVENTS) + ", not " + repr(event))
         self._handlers[event].append(handler)
 
-        def remove():
+        def remove() -> None:
             if handler in self._handlers[event]:
                 self._handlers[event].remove(handler)
 
@@ -372,13 +373,13 @@ class RealtimeClient:
         """Call ``handler(state, client)`` on every state change. Returns a remover."""
         self._state_handlers.append(handler)
 
-        def remove():
+        def remove() -> None:
             if handler in self._state_handlers:
                 self._state_handlers.remove(handler)
 
         return remove
 
-    def send_message(self, message: "dict | str") -> object:
+    def send_message(self, message: "dict[str, Any] | str") -> object:
         """Send a message as is (a dict gets a ``uid`` when it has none). Returns the uid.
 
         While disconnected, dict messages wait in the outbox instead of raising.
@@ -389,7 +390,7 @@ class RealtimeClient:
         self,
         collection: str,
         event: "str | None" = None,
-        query: "dict | None" = None,
+        query: "dict[str, Any] | None" = None,
         uid: "str | None" = None,
         item: "str | int | None" = None,
     ) -> Subscription:
@@ -401,7 +402,14 @@ class RealtimeClient:
         """
         return self._subscribe_now(collection, event, query, uid, item)
 
-    def _subscribe_now(self, collection, event=None, query=None, uid=None, item=None):
+    def _subscribe_now(
+        self,
+        collection: str,
+        event: "str | None" = None,
+        query: "dict[str, Any] | None" = None,
+        uid: "str | None" = None,
+        item: "str | int | None" = None,
+    ) -> Subscription:
         key = self._proto.subscribe(collection, event, query, uid, item)
         sub = self._subscriptions[key] = Subscription(self, key, uid)
         self._drain()
@@ -410,7 +418,7 @@ class RealtimeClient:
     def live(
         self,
         collection: str,
-        query: "dict | None" = None,
+        query: "dict[str, Any] | None" = None,
         store: object = None,
         check_every: "float | None" = 30.0,
         updated_field: "str | None" = "date_updated",
@@ -428,7 +436,7 @@ class RealtimeClient:
         return LiveQuery(self, collection, query, store, check_every, updated_field)
 
     def request(
-        self, message: dict, timeout: "float | None" = None, retry: "bool | None" = None
+        self, message: "dict[str, Any]", timeout: "float | None" = None, retry: "bool | None" = None
     ) -> Waiter:
         """Send ``message``; returns a ``Waiter`` (awaitable, with ``add_done_callback``) of
         Directus's reply (the whole reply dict).
@@ -442,7 +450,12 @@ class RealtimeClient:
         self._drain()
         return waiter
 
-    def create(self, collection: str, data: "dict | list", query: "dict | None" = None) -> Waiter:
+    def create(
+        self,
+        collection: str,
+        data: "dict[str, Any] | list[dict[str, Any]]",
+        query: "dict[str, Any] | None" = None,
+    ) -> Waiter:
         """Create one item (dict) or several (list); awaits what Directus stored."""
         return self._items("create", collection, data=data, query=query)
 
@@ -450,18 +463,18 @@ class RealtimeClient:
         self,
         collection: str,
         id: "str | int | None" = None,
-        ids: "list | None" = None,
-        query: "dict | None" = None,
+        ids: "list[Any] | None" = None,
+        query: "dict[str, Any] | None" = None,
     ) -> Waiter:
         return self._items("read", collection, id=id, ids=ids, query=query)
 
     def update(
         self,
         collection: str,
-        data: dict,
+        data: "dict[str, Any]",
         id: "str | int | None" = None,
-        ids: "list | None" = None,
-        query: "dict | None" = None,
+        ids: "list[Any] | None" = None,
+        query: "dict[str, Any] | None" = None,
     ) -> Waiter:
         return self._items("update", collection, data=data, id=id, ids=ids, query=query)
 
@@ -469,8 +482,8 @@ class RealtimeClient:
         self,
         collection: str,
         id: "str | int | None" = None,
-        ids: "list | None" = None,
-        query: "dict | None" = None,
+        ids: "list[Any] | None" = None,
+        query: "dict[str, Any] | None" = None,
     ) -> Waiter:
         return self._items("delete", collection, id=id, ids=ids, query=query)
 
@@ -494,14 +507,14 @@ class RealtimeClient:
         """Tell the client the network went down or came back (retries at once when back)."""
         self._pump(self._proto.set_online, online, _now())
 
-    def outbox(self) -> list:
+    def outbox(self) -> "list[dict[str, Any]]":
         """The messages waiting for the connection, in order."""
         return self._proto.outbox()
 
     # ----- internals -----
 
-    def _items(self, action, collection, **fields):
-        message = {"type": "items", "collection": collection, "action": action}
+    def _items(self, action: str, collection: str, **fields: object) -> "Waiter":
+        message: dict[str, Any] = {"type": "items", "collection": collection, "action": action}
         for name, value in fields.items():
             if value is not None:
                 message[name] = value
@@ -517,20 +530,20 @@ class RealtimeClient:
         self._writes.load()
         self._drain()
 
-    def pending_writes(self) -> "list[tuple[dict, Waiter]]":
+    def pending_writes(self) -> "list[tuple[dict[str, Any], Waiter]]":
         """``(message, waiter)`` of every write not confirmed yet, oldest first."""
         return self._writes.pending()
 
-    def _unsubscribe(self, sub):
+    def _unsubscribe(self, sub: Subscription) -> None:
         self._pump(self._proto.unsubscribe, sub.key)
 
-    def _pump(self, method, *args):
+    def _pump(self, method: "Callable[..., Any]", *args: object) -> "Any":
         """Call a protocol method, then carry out everything it asked for."""
         result = method(*args)
         self._drain()
         return result
 
-    def _drain(self):
+    def _drain(self) -> None:
         if self._pumping:
             return  # an outer _drain will pick the new events up
         self._pumping = True
@@ -544,63 +557,64 @@ class RealtimeClient:
             self._pumping = False
         self._schedule_tick()
 
-    def _handle(self, event):
+    def _handle(self, event: "p.Action | p.Report") -> None:
         if _log is not None:
             _log.debug("%r", event)
         getattr(self, _HANDLERS[type(event)])(event)
 
     # One method per kind of event (``_HANDLERS``); actions first, then reports.
 
-    def _on_send_text(self, event):
+    def _on_send_text(self, event: p.SendText) -> None:
         if self._socket is not None:
             self._socket.send(event.text)
 
-    def _on_open_socket(self, event):
+    def _on_open_socket(self, event: p.OpenSocket) -> None:
         self._close_socket()
         listener = _Listener(self)
         self._socket = listener.socket = self._transport(event.url, listener)
 
-    def _on_close_socket(self, event):
+    def _on_close_socket(self, event: p.CloseSocket) -> None:
         self._close_socket()
 
-    def _on_schedule_refresh(self, event):
+    def _on_schedule_refresh(self, event: p.ScheduleRefresh) -> None:
         _spawn(self._refresh_token())
 
-    def _on_subscription_message(self, event):
+    def _on_subscription_message(self, event: p.SubscriptionMessage) -> None:
         sub = self._subscriptions.get(event.key)
         if sub is not None:
             sub.uid = event.message.get("uid")
             sub._push(event.message)
 
-    def _on_subscription_ended(self, event):
+    def _on_subscription_ended(self, event: p.SubscriptionEnded) -> None:
         sub = self._subscriptions.pop(event.key, None)
         if sub is not None:
             sub._end(event.error)
 
-    def _on_request_done(self, event):
+    def _on_request_done(self, event: p.RequestDone) -> None:
         waiter = self._requests.pop(event.key, None)
         if waiter is not None:
             waiter.set_result(event.reply)
 
-    def _on_request_failed(self, event):
+    def _on_request_failed(self, event: p.RequestFailed) -> None:
         waiter = self._requests.pop(event.key, None)
         if waiter is not None:
             waiter.set_exception(event.error)
 
-    def _on_opened(self, event):
+    def _on_opened(self, event: p.Opened) -> None:
+        self._writes.resume()
         self._resolve_connect(None)
         self._call("open", event)
 
-    def _on_message_received(self, event):
+    def _on_message_received(self, event: p.MessageReceived) -> None:
         self._call("message", event.message)
 
-    def _on_closed(self, event):
+    def _on_closed(self, event: p.Closed) -> None:
         self._call("close", event)
 
-    def _on_error_occurred(self, event):
+    def _on_error_occurred(self, event: p.ErrorOccurred) -> None:
         self._call("error", event.error)
 
-    def _on_state_changed(self, event):
+    def _on_state_changed(self, event: p.StateChanged) -> None:
         if event.state in (p.FAILED, p.CLOSED):
             self._resolve_connect(
                 self._proto.failure or ConnectionFailed("disconnect() was called.")
@@ -608,11 +622,11 @@ class RealtimeClient:
         for handler in list(self._state_handlers):
             _safely(handler, event.state, self)
 
-    def _call(self, name, arg):
+    def _call(self, name: str, arg: object) -> None:
         for handler in list(self._handlers[name]):
             _safely(handler, arg)
 
-    def _resolve_connect(self, error):
+    def _resolve_connect(self, error: "BaseException | None") -> None:
         waiters, self._connect_waiters = self._connect_waiters, []
         for waiter in waiters:
             if error is None:
@@ -620,12 +634,12 @@ class RealtimeClient:
             else:
                 waiter.set_exception(error)
 
-    def _close_socket(self):
+    def _close_socket(self) -> None:
         socket, self._socket = self._socket, None
         if socket is not None:
             socket.close()
 
-    def _schedule_tick(self):
+    def _schedule_tick(self) -> None:
         """Have tick() called at next_deadline(), by one task that sleeps until then.
 
         A running timer that fires no later than the new deadline is kept: an early tick does
@@ -641,13 +655,16 @@ class RealtimeClient:
             self._timer_at = deadline
             self._timer = _call_later(max(0.0, deadline - _now()) + 0.001, self._on_timer)
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
         self._timer = None
         self._pump(self._proto.tick, _now())
 
-    async def _refresh_token(self):
+    async def _refresh_token(self) -> None:
+        provider = self._token_provider
+        if provider is None:
+            return
         try:
-            token = self._token_provider()
+            token = provider()
             if hasattr(token, "__await__") or hasattr(token, "send"):  # (MicroPython: send)
                 token = await token
         except DirectusError as error:  # Directus said no: retrying cannot help
@@ -663,16 +680,17 @@ class _WriteOutbox:
     """The client's one outbox of writes: each write until it is stored or refused
     (``writes.write_outcome``), its entry in the store after every change."""
 
-    def __init__(self, client, store):
+    def __init__(self, client: "RealtimeClient", store: "Any") -> None:
         self._client = client
         self._store = store if store is not None else w.MemoryStore()
-        self._writes = {}  # seq -> [entry, Waiter of the whole reply]
+        self._writes: dict[int, list[Any]] = {}  # seq -> [entry, Waiter of the whole reply]
         self._seq = 0
+        self._kept: list[int] = []  # writes the client stopped for: sent at the next open
 
-    def pending(self):
+    def pending(self) -> "list[tuple[dict[str, Any], Waiter]]":
         return [(self._writes[k][0]["message"], self._writes[k][1]) for k in sorted(self._writes)]
 
-    def load(self):
+    def load(self) -> None:
         try:
             entries = self._store.load() or []
         except Exception as error:  # an unreadable store is an empty one
@@ -684,21 +702,22 @@ class _WriteOutbox:
             if isinstance(message, dict) and w.is_write(message) and message not in known:
                 self.write(message, True)
 
-    def write(self, message, sent_before):
+    def write(self, message: "dict[str, Any]", sent_before: bool) -> "Waiter":
         self._seq += 1
         seq = self._seq
         self._writes[seq] = [w.entry(seq, message, sent_before), Waiter()]
         self._save()
         self._attempt(seq)
-        return self._writes[seq][1]
+        waiter: Waiter = self._writes[seq][1]
+        return waiter
 
-    def _attempt(self, seq):
+    def _attempt(self, seq: int) -> None:
         entry, waiter = self._writes[seq]
         message = entry["message"]
         repeatable = w.idempotent(message)
         attempt = self._client.request(message, retry=repeatable)
 
-        def settle(done):
+        def settle(done: Waiter) -> None:
             if seq not in self._writes:
                 return
             error = done.exception()
@@ -708,11 +727,13 @@ class _WriteOutbox:
                 entry["sent"] = True
                 self._save()
                 if isinstance(error, DirectusError):  # Directus said "not now": wait a little
-                    _call_later(1.0, lambda: seq in self._writes and self._attempt(seq))
+                    _call_later(1.0, lambda: self._attempt_again(seq))
                 else:  # the core sends it once connected
                     self._attempt(seq)
                 return
-            if outcome != w.KEEP:
+            if outcome == w.KEEP:
+                self._kept.append(seq)
+            else:
                 self._writes.pop(seq, None)
                 self._save()
             if outcome == w.STORED:
@@ -723,7 +744,17 @@ class _WriteOutbox:
         entry["sent"] = entry["sent"] or self._client.is_connected
         attempt.add_done_callback(settle)
 
-    def _save(self):
+    def resume(self) -> None:
+        """The connection is open again: send the writes kept when the client stopped."""
+        kept, self._kept = self._kept, []
+        for seq in kept:
+            self._attempt_again(seq)
+
+    def _attempt_again(self, seq: int) -> None:
+        if seq in self._writes:
+            self._attempt(seq)
+
+    def _save(self) -> None:
         try:
             self._store.save([self._writes[k][0] for k in sorted(self._writes)])
         except Exception as error:  # a full disk must not stop the client
@@ -751,35 +782,35 @@ _HANDLERS = {
 class _Listener:
     """What a transport calls; ties each callback to the socket it came from."""
 
-    def __init__(self, client):
+    def __init__(self, client: "RealtimeClient") -> None:
         self._client = client
         self.socket = None
 
-    def socket_opened(self):
+    def socket_opened(self) -> None:
         self._forward(self._client._proto.socket_opened)
 
-    def socket_message(self, text):
+    def socket_message(self, text: str) -> None:
         if self._is_current():
             self._client._pump(self._client._proto.receive_text, text, _now())
 
-    def socket_closed(self, code=None, reason=""):
+    def socket_closed(self, code: "int | None" = None, reason: str = "") -> None:
         self._forward(self._client._proto.socket_closed, code, reason)
 
-    def socket_error(self, error=None):
+    def socket_error(self, error: "BaseException | None" = None) -> None:
         self._forward(self._client._proto.socket_error, error)
 
-    def socket_refused(self, status, reason=""):
+    def socket_refused(self, status: int, reason: str = "") -> None:
         self._forward(self._client._proto.socket_refused, status, reason)
 
-    def _is_current(self):
+    def _is_current(self) -> bool:
         return self.socket is not None and self.socket is self._client._socket
 
-    def _forward(self, method, *args):
+    def _forward(self, method: "Callable[..., Any]", *args: object) -> None:
         if self._is_current():
             self._client._pump(method, _now(), *args)
 
 
-def _call_later(delay, callback):
+def _call_later(delay: float, callback: "Callable[[], object]") -> "Any":
     """Call ``callback()`` in ``delay`` seconds; returns something with ``cancel()``.
 
     The loop's own timer where there is one: in Pyodide that is a browser ``setTimeout``, and
@@ -797,16 +828,16 @@ def _call_later(delay, callback):
     return _spawn(_sleep_then(delay, callback))
 
 
-async def _sleep_then(delay, callback):
+async def _sleep_then(delay: float, callback: "Callable[[], object]") -> None:
     await asyncio.sleep(delay)
     callback()
 
 
-def _data_of(reply):
+def _data_of(reply: "Any") -> "Any":
     return reply.get("data")
 
 
-def _safely(handler, *args):
+def _safely(handler: "Callable[..., object]", *args: object) -> None:
     try:
         handler(*args)
     except Exception as error:  # a broken handler must not break the connection
@@ -815,20 +846,22 @@ def _safely(handler, *args):
 
 if hasattr(time, "monotonic"):
 
-    def _now():
+    def _now() -> float:
         return time.monotonic()
 
 else:  # MicroPython: a millisecond counter that wraps around; unwrap it into seconds.
-    _clock = [time.ticks_ms(), 0]  # the last reading, and milliseconds elapsed since the first
+    _ticks_ms: "Any" = getattr(time, "ticks_ms")  # noqa: B009  (not in CPython's typeshed)
+    _ticks_diff: "Any" = getattr(time, "ticks_diff")  # noqa: B009
+    _clock = [_ticks_ms(), 0]  # the last reading, and milliseconds elapsed since the first
 
-    def _now():
-        ticks = time.ticks_ms()
-        _clock[1] += time.ticks_diff(ticks, _clock[0])
+    def _now() -> float:
+        ticks = _ticks_ms()
+        _clock[1] += _ticks_diff(ticks, _clock[0])
         _clock[0] = ticks
-        return _clock[1] / 1000
+        return float(_clock[1]) / 1000
 
 
-def _backoff(reconnect):
+def _backoff(reconnect: object) -> "p.Backoff | bool":
     if reconnect is False or reconnect is None:
         return False
     if reconnect is True:

@@ -1,5 +1,10 @@
 """Errors a user of the client can meet. Each says what happened and what to do."""
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 class RealtimeError(Exception):
     """Base class of every error raised by ``directus_realtime``."""
@@ -19,12 +24,12 @@ class RealtimeError(Exception):
 class DirectusError(RealtimeError):
     """Directus answered with ``status: "error"``; ``code`` and ``message`` are Directus's own."""
 
-    def __init__(self, code: str, message: str, reply: dict | None = None) -> None:
+    def __init__(self, code: str, message: str, reply: "dict[str, Any] | None" = None) -> None:
         super().__init__(message, code)
         self.reply = reply or {}
 
     @classmethod
-    def from_reply(cls, reply: dict) -> "DirectusError":
+    def from_reply(cls, reply: "dict[str, Any]") -> "DirectusError":
         error = reply.get("error") or {}
         if not isinstance(error, dict):
             error = {"message": str(error)}

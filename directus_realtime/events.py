@@ -5,6 +5,11 @@ token) and ``Report`` (something to tell the user: opened, closed, a message, a 
 ``client.py`` dispatches them with one table, by class.
 """
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 class _Shown:
     """A ``__repr__`` that shows the fields: ``SendText(text='{...}')``."""
@@ -30,21 +35,21 @@ class Report(_Shown):
 class OpenSocket(Action):
     """Open a WebSocket to ``url``; report back with socket_opened / socket_closed."""
 
-    def __init__(self, url):
+    def __init__(self, url: str) -> None:
         self.url = url
 
 
 class SendText(Action):
     """Send ``text`` as one text frame on the current socket."""
 
-    def __init__(self, text):
+    def __init__(self, text: str) -> None:
         self.text = text
 
 
 class CloseSocket(Action):
     """Close the current socket (the machine already considers it gone)."""
 
-    def __init__(self, reason=""):
+    def __init__(self, reason: str = "") -> None:
         self.reason = reason
 
 
@@ -59,7 +64,7 @@ class Opened(Report):
 class Closed(Report):
     """The socket closed: the SDK's ``close`` event."""
 
-    def __init__(self, code=None, reason=""):
+    def __init__(self, code: "int | None" = None, reason: str = "") -> None:
         self.code = code
         self.reason = reason
 
@@ -67,19 +72,19 @@ class Closed(Report):
 class ErrorOccurred(Report):
     """The SDK's ``error`` event: a socket error, a bad frame, or an error nobody asked for."""
 
-    def __init__(self, error):
+    def __init__(self, error: BaseException) -> None:
         self.error = error
 
 
 class MessageReceived(Report):
     """Every decoded message from the server (the SDK's ``message`` event), pings excepted."""
 
-    def __init__(self, message):
+    def __init__(self, message: "dict[str, Any]") -> None:
         self.message = message
 
 
 class StateChanged(Report):
-    def __init__(self, state, previous):
+    def __init__(self, state: str, previous: str) -> None:
         self.state = state
         self.previous = previous
 
@@ -87,7 +92,7 @@ class StateChanged(Report):
 class SubscriptionMessage(Report):
     """A ``{type: "subscription", event, data, uid}`` message for subscription ``key``."""
 
-    def __init__(self, key, message):
+    def __init__(self, key: int, message: "dict[str, Any]") -> None:
         self.key = key
         self.message = message
 
@@ -95,22 +100,22 @@ class SubscriptionMessage(Report):
 class SubscriptionEnded(Report):
     """Subscription ``key`` will get nothing more; ``error`` is None when it was unsubscribed."""
 
-    def __init__(self, key, error=None):
+    def __init__(self, key: int, error: "BaseException | None" = None) -> None:
         self.key = key
         self.error = error
 
 
 class RequestDone(Report):
-    def __init__(self, key, reply):
+    def __init__(self, key: "int | None", reply: "dict[str, Any]") -> None:
         self.key = key
         self.reply = reply
 
     @property
-    def data(self):
+    def data(self) -> object:
         return self.reply.get("data")
 
 
 class RequestFailed(Report):
-    def __init__(self, key, error):
+    def __init__(self, key: "int | None", error: BaseException) -> None:
         self.key = key
         self.error = error

@@ -40,11 +40,11 @@ class LiveQuery:
         self._client = client
         self._window = LiveWindow(collection, query, check_every, updated_field)
         self._store = store
-        self._listeners = []  # type: list[Callable[[Change], object]]
-        self._timer = None  # type: Any
-        self._timer_at = None  # type: float | None
+        self._listeners: list[Callable[[Change], object]] = []
+        self._timer: Any = None
+        self._timer_at: float | None = None
         self._closed = False
-        self._sub = None  # type: Subscription | None
+        self._sub: Subscription | None = None
         self._remove_state = client.on_state(self._on_state)
         if store is not None:
             try:

@@ -80,6 +80,15 @@ from .requests import DROPPED_AFTER, REQUEST_ATTEMPTS, SEND_RATE, Requests
 from .session import PONG_TIMEOUT, PROBE_WHEN_UNSURE, PROBE_WHEN_WAITING, Session
 from .subscriptions import Subscriptions
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .requests import _Request
+    from .subscriptions import _Subscription
+
 # Connection states, as shown to users (``#status[data-state]`` maps onto these).
 CLOSED = "closed"  # never connected, or disconnect() was called
 CONNECTING = "connecting"  # socket opening
@@ -144,21 +153,32 @@ class Backoff:
     ``retries=None`` retries forever. ``rng`` is injectable so tests are deterministic.
     """
 
-    def __init__(self, delay=0.5, max_delay=30.0, retries=None, rng=None):
+    def __init__(
+        self,
+        delay: float = 0.5,
+        max_delay: float = 30.0,
+        retries: "int | None" = None,
+        rng: "Callable[[], float] | None" = None,
+    ) -> None:
         self.delay = float(delay)
         self.max_delay = float(max_delay)
         self.retries = retries
-        self.rng = rng or random.random
+        self.rng: Callable[[], float] = rng or random.random
 
-    def exhausted(self, attempt):
+    def exhausted(self, attempt: int) -> bool:
         return self.retries is not None and attempt >= self.retries
 
-    def wait(self, attempt):
-        ceiling = min(self.max_delay, self.delay * (2 ** min(attempt, 30)))
-        return max(0.05, self.rng() * ceiling)
+    def wait(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.delay * (2.0 ** min(attempt, 30)))
+        return max(0.05, float(self.rng()) * ceiling)
 
 
-def websocket_url(url, path_url=None, auth_mode="handshake", access_token=None):
+def websocket_url(
+    url: str,
+    path_url: "str | None" = None,
+    auth_mode: str = "handshake",
+    access_token: "str | None" = None,
+) -> str:
     """The socket URL for a Directus at ``url``.
 
     ``https://host/sub`` becomes ``wss://host/sub/websocket``: unlike the SDK, a Directus served
@@ -186,7 +206,7 @@ def websocket_url(url, path_url=None, auth_mode="handshake", access_token=None):
     return result
 
 
-def _quote(value):
+def _quote(value: object) -> str:
     safe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
     out = []
     for ch in str(value):
@@ -204,16 +224,16 @@ def _quote(value):
 class _Connection:
     """What lives and dies with one socket: made when the socket is asked for, dropped with it."""
 
-    def __init__(self, now, connect_timeout):
+    def __init__(self, now: float, connect_timeout: "float | None") -> None:
         self.connect_deadline = now + connect_timeout if connect_timeout else None
-        self.opened_at = None  # when it became OPEN
+        self.opened_at: float | None = None  # when it became OPEN
         self.last_heard = now
-        self.last_ping = None  # when the server's last ping came
-        self.probe_sent = None  # when our unanswered liveness ping went out
+        self.last_ping: float | None = None  # when the server's last ping came
+        self.probe_sent: float | None = None  # our unanswered liveness ping
         self.reauthenticating = False  # between TOKEN_EXPIRED and the new auth's "ok"
-        self.subs_by_uid = {}  # uid on this connection -> _Subscription
-        self.requests = {}  # key -> _Request, sent and waiting for a reply
-        self.requests_by_uid = {}
+        self.subs_by_uid: dict[str, _Subscription] = {}  # uid on this connection
+        self.requests: dict[int, _Request] = {}  # sent and waiting for a reply
+        self.requests_by_uid: dict[str, _Request] = {}
 
 
 class RealtimeProtocol(Session, Requests, Subscriptions):
@@ -252,25 +272,25 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
 
     def __init__(
         self,
-        url,
-        auth_mode="handshake",
-        access_token=None,
-        email=None,
-        password=None,
-        refresh_token=None,
-        has_token_provider=False,
-        heartbeat=True,
-        heartbeat_period=30.0,
-        connect_timeout=10.0,
-        request_timeout=10.0,
-        reconnect=None,
-        outbox_limit=1000,
-        ws_url=None,
-        probes=True,
-        request_attempts=REQUEST_ATTEMPTS,
-        stable_after=None,
-        send_rate=SEND_RATE,
-    ):
+        url: str,
+        auth_mode: str = "handshake",
+        access_token: "str | None" = None,
+        email: "str | None" = None,
+        password: "str | None" = None,
+        refresh_token: "str | None" = None,
+        has_token_provider: bool = False,
+        heartbeat: bool = True,
+        heartbeat_period: float = 30.0,
+        connect_timeout: "float | None" = 10.0,
+        request_timeout: float = 10.0,
+        reconnect: "Backoff | bool | None" = None,
+        outbox_limit: int = 1000,
+        ws_url: "str | None" = None,
+        probes: bool = True,
+        request_attempts: int = REQUEST_ATTEMPTS,
+        stable_after: "float | None" = None,
+        send_rate: "float | None" = SEND_RATE,
+    ) -> None:
         if auth_mode not in AUTH_MODES:
             raise ValueError("auth_mode must be one of " + ", ".join(AUTH_MODES))
         if request_attempts < 1:
@@ -288,7 +308,8 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.request_attempts = request_attempts
-        self.reconnect = Backoff() if reconnect is None else reconnect  # False: never
+        # A Backoff, or False: never (True means the default Backoff).
+        self.reconnect = Backoff() if reconnect is None or reconnect is True else reconnect
         self.stable_after = self.heartbeat_period if stable_after is None else stable_after
         self.outbox_limit = outbox_limit
         self.ws_url = ws_url
@@ -302,15 +323,15 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         websocket_url(url, ws_url, auth_mode, access_token)
 
         self.state = CLOSED
-        self.failure = None  # the error that put us in FAILED
-        self.retry_at = None  # when RECONNECTING: the time of the next attempt
+        self.failure: BaseException | None = None  # the error that put us in FAILED
+        self.retry_at: float | None = None  # when RECONNECTING: the time of the next attempt
         self.attempt = 0  # failed attempts since a connection last stayed up (stable_after)
         self.ever_opened = False
         self.online = True
 
         self._uid = 0
         self._key = 0
-        self._events = []
+        self._events: list[Action | Report] = []
         self._subs = {}  # key -> _Subscription
         self._outbox = []  # _Request, waiting for an open connection, in order
         self._conn = None  # the _Connection while the state is one of LIVE_STATES
@@ -318,7 +339,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
 
     # ----- public inputs -----
 
-    def connect(self, now):
+    def connect(self, now: float) -> None:
         """Start connecting (no-op when already connected or connecting)."""
         if self.state in LIVE_STATES:
             return
@@ -329,7 +350,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
             return
         self._open_socket(now)
 
-    def disconnect(self, now=None):
+    def disconnect(self, now: "float | None" = None) -> None:
         """Close for good: no reconnect; subscriptions end; waiting requests fail."""
         was_connected = self.state in LIVE_STATES
         error = ConnectionFailed("disconnect() was called.")
@@ -341,7 +362,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         self._set_state(CLOSED)
         self._end_everything(error)
 
-    def set_online(self, online, now):
+    def set_online(self, online: bool, now: float) -> None:
         """The host's network status (the browser's ``online`` / ``offline`` events)."""
         self.online = bool(online)
         if not online and self.state == RECONNECTING:
@@ -350,7 +371,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         elif online and self.state in (OFFLINE, RECONNECTING):
             self._open_socket(now)  # retry at once: the network just came back
 
-    def socket_opened(self, now):
+    def socket_opened(self, now: float) -> None:
         if self.state != CONNECTING:
             return
         self._conn.last_heard = now
@@ -374,7 +395,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         else:
             self._became_open(now)
 
-    def socket_refused(self, now, status, reason=""):
+    def socket_refused(self, now: float, status: int, reason: str = "") -> None:
         """The server answered the upgrade with an HTTP error instead of a WebSocket.
 
         401/403 mean the token (strict mode) or the page's origin was refused: retrying cannot
@@ -398,24 +419,24 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         )
         self._connection_lost(now, "HTTP %d" % status)
 
-    def socket_error(self, now, error=None):
+    def socket_error(self, now: float, error: "BaseException | None" = None) -> None:
         self._emit(ErrorOccurred(error if error is not None else ConnectionLost("socket error")))
 
-    def socket_closed(self, now, code=None, reason=""):
+    def socket_closed(self, now: float, code: "int | None" = None, reason: str = "") -> None:
         if self.state not in LIVE_STATES:
             return  # a socket we already gave up on
         self._emit(Closed(code, reason))
         self._connection_lost(now, "closed (code " + str(code) + ")")
 
-    def receive_text(self, text, now):
+    def receive_text(self, text: str, now: float) -> None:
         conn = self._conn
         if conn is None:
             return  # from a socket the machine has already given up on
         conn.last_heard = now
         conn.probe_sent = None
         message, problem = _decode(text)
-        if problem is not None:
-            self._emit(ErrorOccurred(InvalidFrame(problem)))
+        if message is None:
+            self._emit(ErrorOccurred(InvalidFrame(problem or "undecodable frame")))
             return
         kind = message.get("type")
         if kind == "ping":
@@ -438,10 +459,10 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
 
     # ----- time -----
 
-    def _deadlines(self):
+    def _deadlines(self) -> "list[tuple[float, Callable[[float], None]]]":
         """Every ``(time, action)`` the machine waits for, in the order ``tick()`` serves them
         when several have passed (a dead socket is dropped before it is probed)."""
-        deadlines = []
+        deadlines: list[tuple[float, Callable[[float], None]]] = []
         if self.state == RECONNECTING and self.retry_at is not None:
             deadlines.append((self.retry_at, self._open_socket))
         conn = self._conn
@@ -467,7 +488,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
             deadlines.append((suspect_at, self._resend_dropped))
         return deadlines
 
-    def tick(self, now):
+    def tick(self, now: float) -> None:
         """Act on every deadline that has passed: connect/request timeouts, liveness, retry.
 
         Each action moves or removes its own deadline, and may change what else is due (a
@@ -484,50 +505,50 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
                 return
             due(now)
 
-    def next_deadline(self):
+    def next_deadline(self) -> "float | None":
         """The earliest time at which ``tick()`` has something to do, or None."""
         times = [when for when, _ in self._deadlines()]
         return min(times) if times else None
 
-    def _connect_timed_out(self, now):
+    def _connect_timed_out(self, now: float) -> None:
         self._abort(now, RequestTimeout("Connection attempt timed out."), "connect timeout")
 
-    def events(self):
+    def events(self) -> "list[Action | Report]":
         """Drain and return what happened since the last call, in order."""
         events, self._events = self._events, []
         return events
 
     # ----- internals -----
 
-    def _emit(self, event):
+    def _emit(self, event: "Action | Report") -> None:
         self._events.append(event)
 
-    def _set_state(self, state):
+    def _set_state(self, state: str) -> None:
         if state != self.state:
             previous, self.state = self.state, state
             self._emit(StateChanged(state, previous))
 
-    def _next_uid(self):
+    def _next_uid(self) -> str:
         self._uid += 1
         return str(self._uid)
 
-    def _next_key(self):
+    def _next_key(self) -> int:
         self._key += 1
         return self._key
 
-    def _send(self, message):
+    def _send(self, message: "dict[str, Any]") -> None:
         if self.send_rate is not None:
             self._tokens -= 1  # every frame counts against Directus's limiter
         self._emit(SendText(json.dumps(message, separators=(",", ":"))))
 
-    def _open_socket(self, now):
+    def _open_socket(self, now: float) -> None:
         self.retry_at = None
         self._conn = _Connection(now, self.connect_timeout)
         self._set_state(CONNECTING)
         token = self.access_token if self.auth_mode == "strict" else None
         self._emit(OpenSocket(websocket_url(self.url, self.ws_url, self.auth_mode, token)))
 
-    def _became_open(self, now):
+    def _became_open(self, now: float) -> None:
         self._conn.connect_deadline = None
         self._conn.opened_at = now
         self.ever_opened = True
@@ -540,7 +561,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
 
     # ----- losing the connection -----
 
-    def _drop_connection(self, retry_requests):
+    def _drop_connection(self, retry_requests: bool) -> None:
         """Forget the socket: subscriptions wait for the next one, requests retry or fail."""
         conn, self._conn = self._conn, None
         for sub in self._subs.values():
@@ -566,7 +587,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
             )
         self._outbox = retried + self._outbox
 
-    def _abort(self, now, error, reason):
+    def _abort(self, now: float, error: BaseException, reason: str) -> None:
         """Give up on a socket the transport still holds: close it, then as if it had closed."""
         self._emit(ErrorOccurred(error))
         self._emit(CloseSocket(reason))
@@ -574,7 +595,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
             self._emit(Closed(None, reason))
         self._connection_lost(now, reason)
 
-    def _connection_lost(self, now, why):
+    def _connection_lost(self, now: float, why: str) -> None:
         """After any lost socket: retry the requests that may be, then schedule a reconnect."""
         conn = self._conn
         if conn is not None and conn.opened_at is not None:
@@ -583,8 +604,9 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
                 # shorter than ``stable_after``): the backoff starts over.
                 self.attempt = 0
         self._drop_connection(retry_requests=True)
-        if self.reconnect is False or self.reconnect.exhausted(self.attempt):
-            if self.reconnect is False:
+        backoff = self.reconnect
+        if not isinstance(backoff, Backoff) or backoff.exhausted(self.attempt):
+            if not isinstance(backoff, Backoff):
                 message = "The connection closed (" + why + ") and reconnect is off."
             else:
                 message = "Gave up after %d attempts to reconnect." % self.attempt
@@ -593,12 +615,12 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         if not self.online:
             self._set_state(OFFLINE)
             return
-        delay = self.reconnect.wait(self.attempt)
+        delay = backoff.wait(self.attempt)
         self.attempt += 1
         self.retry_at = now + delay
         self._set_state(RECONNECTING)
 
-    def _fail(self, error, socket_open=True):
+    def _fail(self, error: BaseException, socket_open: bool = True) -> None:
         """Give up until the user acts (new credentials, or connect() again)."""
         was_connected = socket_open and self.state in LIVE_STATES
         self._drop_connection(retry_requests=True)
@@ -610,7 +632,7 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         self._set_state(FAILED)
         self._end_everything(error)
 
-    def _end_everything(self, error):
+    def _end_everything(self, error: BaseException) -> None:
         for key in list(self._subs):
             self._emit(SubscriptionEnded(key, error))
         self._subs = {}
@@ -620,12 +642,14 @@ class RealtimeProtocol(Session, Requests, Subscriptions):
         self._outbox = []
 
 
-def _bind(method, req):
+def _bind(
+    method: "Callable[[_Request, float], None]", req: "_Request"
+) -> "Callable[[float], None]":
     """``method(req, now)`` as an action of ``now`` (MicroPython has no functools.partial)."""
     return lambda now: method(req, now)
 
 
-def _decode(text):
+def _decode(text: str) -> "tuple[dict[str, Any] | None, str | None]":
     """``(message, None)`` for a Directus message, else ``(None, why)``: whatever a frame
     holds, the machine reports it and goes on."""
     try:
@@ -642,7 +666,7 @@ def _decode(text):
     return message, None
 
 
-def _preview(text):
+def _preview(text: "Any") -> str:
     try:
         return str(text[:200])
     except Exception:

@@ -9,6 +9,16 @@ connection, and pacing under Directus's rate limiter (``send_rate``, ``REQUESTS_
 from .errors import ConnectionLost, DirectusError, OutboxFull, RequestTimeout
 from .events import ErrorOccurred, RequestDone, RequestFailed, SendText
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._core import CoreState
+else:
+    CoreState = object
+
+
 # Times a retryable request is sent before it fails (each lost or timed-out attempt costs a
 # reconnect, so this is also what one unanswerable request can cost the server).
 REQUEST_ATTEMPTS = 3
@@ -25,12 +35,12 @@ DROPPED_AFTER = 1.0
 OPEN = "open"  # (protocol.OPEN)
 
 
-class Requests:
+class Requests(CoreState):
     """The request half of ``RealtimeProtocol`` (a mixin: the state lives on the protocol;
     the attributes named ``_outbox``, ``_tokens*``, ``paused_until`` and ``_conn.requests*``
     are this part's own)."""
 
-    def _request_timed_out(self, req, now):
+    def _request_timed_out(self, req: "_Request", now: float) -> None:
         heard_since = req.sent_at is not None and self._conn.last_heard > req.sent_at
         tries = req.attempts - req.dropped
         if req.retry and tries < self.request_attempts and not heard_since:
@@ -40,7 +50,7 @@ class Requests:
             # by a liveness probe, is alive: a new one would get the same silence.)
             error = RequestTimeout(
                 "No answer within %.0f s (attempt %d of %d); reconnecting to send it again."
-                % (req.timeout, req.attempts, self.request_attempts)
+                % (req.timeout or 0.0, req.attempts, self.request_attempts)
             )
             self._abort(now, error, "request timeout")
             return
@@ -48,17 +58,17 @@ class Requests:
         if req.attempts > 1:
             why = "Directus did not answer in %d attempts of %.0f s each." % (
                 req.attempts,
-                req.timeout,
+                req.timeout or 0.0,
             )
         else:
-            why = "Directus did not answer within %.0f s." % req.timeout
+            why = "Directus did not answer within %.0f s." % (req.timeout or 0.0)
         self._emit(
             RequestFailed(
                 req.key, RequestTimeout(why + " The request may still have been carried out.")
             )
         )
 
-    def send_message(self, message, now=None):
+    def send_message(self, message: "dict[str, Any] | str", now: "float | None" = None) -> object:
         """Send ``message`` (dict or str) as is; a dict without ``uid`` gets one. Returns the uid.
 
         Unlike the SDK this never throws while disconnected: the message waits in the outbox.
@@ -77,7 +87,13 @@ class Requests:
             self._queue(_Request(None, message, None, False))
         return message["uid"]
 
-    def request(self, message, timeout=None, retry=None, now=None):
+    def request(
+        self,
+        message: "dict[str, Any]",
+        timeout: "float | None" = None,
+        retry: "bool | None" = None,
+        now: "float | None" = None,
+    ) -> int:
         """Send a request that expects one reply (``items``, ``auth``...). Returns a key.
 
         The outcome arrives as ``RequestDone`` / ``RequestFailed`` with that key. While
@@ -91,7 +107,8 @@ class Requests:
         message = dict(message)
         if retry is None:
             retry = _is_idempotent(message)
-        req = _Request(self._next_key(), message, timeout or self.request_timeout, retry)
+        key = self._next_key()
+        req = _Request(key, message, timeout or self.request_timeout, retry)
         if (
             self.state == OPEN
             and not self._outbox
@@ -101,13 +118,13 @@ class Requests:
             self._send_request(req, now)
         else:
             self._queue(req)
-        return req.key
+        return key
 
-    def outbox(self):
+    def outbox(self) -> "list[dict[str, Any]]":
         """The messages waiting for the connection, in order (to persist them, e.g.)."""
         return [req.message for req in self._outbox]
 
-    def _may_send(self, now):
+    def _may_send(self, now: "float | None") -> bool:
         if now is None:
             return True
         if self.paused_until is not None:
@@ -122,7 +139,7 @@ class Requests:
         self._tokens_at = now
         return self._tokens > 0.999  # (float sums of refills fall a hair short of 1)
 
-    def _flush_at(self):
+    def _flush_at(self) -> "float | None":
         """When the next waiting request may go (None: nothing waits, or not open)."""
         if self.state != OPEN or not self._outbox:
             return None
@@ -134,7 +151,7 @@ class Requests:
             return None
         return self._tokens_at + max(0.0, 1.0 - self._tokens) / self.send_rate
 
-    def _flush(self, now):
+    def _flush(self, now: float) -> None:
         """Send what waits, in order, as fast as ``send_rate`` allows."""
         while self.state == OPEN and self._outbox and self._may_send(now):
             req = self._outbox.pop(0)
@@ -143,7 +160,7 @@ class Requests:
             else:
                 self._send_request(req, now)
 
-    def _rate_limited(self, error, now):
+    def _rate_limited(self, error: DirectusError, now: "float | None") -> None:
         """Directus dropped a message of ours (``REQUESTS_EXCEEDED``, no uid: which one is not
         said). Send nothing paced for as long as it asks; the requests in flight that are safe
         to repeat and are still unanswered ``DROPPED_AFTER`` later, and the subscriptions not
@@ -158,13 +175,13 @@ class Requests:
         if any(sub.uid is not None and not sub.confirmed for sub in self._subs.values()):
             self._subs_suspect_at = resend_at
 
-    def _suspect_at(self):
+    def _suspect_at(self) -> "float | None":
         times = [r.suspect_at for r in self._conn.requests.values() if r.suspect_at is not None]
         if self._subs_suspect_at is not None:
             times.append(self._subs_suspect_at)
         return min(times) if times else None
 
-    def _resend_dropped(self, now):
+    def _resend_dropped(self, now: float) -> None:
         conn = self._conn
         due = [r for r in conn.requests.values() if r.suspect_at is not None]
         again = []
@@ -185,7 +202,7 @@ class Requests:
                     self._send_subscription(sub)
         self._flush(now)
 
-    def _send_request(self, req, now):
+    def _send_request(self, req: "_Request", now: "float | None") -> None:
         req.uid = self._next_uid()
         req.attempts += 1
         req.deadline = (now + req.timeout) if (now is not None and req.timeout) else None
@@ -196,7 +213,7 @@ class Requests:
         message["uid"] = req.uid
         self._send(message)
 
-    def _waiting(self):
+    def _waiting(self) -> int:
         """What counts against ``outbox_limit``: the outbox, and the requests in flight that
         a lost connection would put back into it."""
         waiting = len(self._outbox)
@@ -206,7 +223,7 @@ class Requests:
                     waiting += 1
         return waiting
 
-    def _queue(self, req):
+    def _queue(self, req: "_Request") -> None:
         if self._waiting() >= self.outbox_limit:
             error = OutboxFull(
                 "%d requests are already waiting to be sent or answered; wait for them "
@@ -218,15 +235,15 @@ class Requests:
             return
         self._outbox.append(req)
 
-    def _request_for(self, uid):
+    def _request_for(self, uid: object) -> "_Request | None":
         return self._conn.requests_by_uid.get(uid) if self._conn is not None else None
 
-    def _forget_request(self, req):
+    def _forget_request(self, req: "_Request") -> None:
         self._conn.requests.pop(req.key, None)
         if req.uid is not None:
             self._conn.requests_by_uid.pop(req.uid, None)
 
-    def _on_reply(self, message, now):
+    def _on_reply(self, message: "dict[str, Any]", now: float) -> None:
         req = self._request_for(message.get("uid"))
         if req is None:
             return
@@ -248,7 +265,7 @@ class Requests:
             message["data"] = data
         self._emit(RequestDone(req.key, message))
 
-    def _on_error(self, message, now):
+    def _on_error(self, message: "dict[str, Any]", now: float) -> None:
         uid = message.get("uid")
         error = DirectusError.from_reply(message)
         conn = self._conn
@@ -290,7 +307,7 @@ class Requests:
                 return
         self._emit(ErrorOccurred(error))
 
-    def _on_request_error(self, req, error, now):
+    def _on_request_error(self, req: "_Request", error: DirectusError, now: float) -> None:
         self._forget_request(req)
         if error.code == "RECORD_NOT_UNIQUE" and req.retry and _creates_with_ids(req.message):
             # Maybe an earlier attempt (this session's, or one before a reload) stored it
@@ -301,7 +318,7 @@ class Requests:
             if isinstance(data, list):
                 read["ids"] = [row.get("id") for row in data]
             else:
-                read["id"] = data.get("id")
+                read["id"] = data.get("id") if isinstance(data, dict) else None
             if req.message.get("query"):
                 read["query"] = req.message["query"]
             req.followup = data
@@ -315,25 +332,27 @@ class Requests:
 
 
 class _Request:
-    def __init__(self, key, message, timeout, retry):
+    def __init__(
+        self, key: "int | None", message: "dict[str, Any]", timeout: "float | None", retry: bool
+    ) -> None:
         self.key = key
         self.message = message  # without uid
         self.timeout = timeout
         self.retry = retry  # safe to send again after a lost reply
-        self.uid = None
-        self.deadline = None
-        self.sent_at = None
+        self.uid: str | None = None
+        self.deadline: float | None = None
+        self.sent_at: float | None = None
         self.attempts = 0  # times sent
-        self.followup = None  # "read-after-duplicate": see _on_reply
+        self.followup: Any = None  # "read-after-duplicate": see _on_reply
         self.dropped = 0  # attempts Directus's rate limiter may have dropped (not counted)
-        self.suspect_at = None  # REQUESTS_EXCEEDED: sent again if unanswered by then
+        self.suspect_at: float | None = None  # REQUESTS_EXCEEDED: sent again if unanswered by then
 
 
-def _creates_with_ids(message):
+def _creates_with_ids(message: "dict[str, Any]") -> bool:
     return message.get("action") == "create" and _is_idempotent(message)
 
 
-def _written(data, stored):
+def _written(data: object, stored: object) -> bool:
     """Whether ``stored`` (the rows read back) holds every field of ``data`` (what was
     written) with the same value: one row (dicts) or several (lists, matched by id)."""
     if isinstance(data, list):
@@ -352,7 +371,7 @@ def _written(data, stored):
     return True
 
 
-def _retry_after(message):
+def _retry_after(message: object) -> "float | None":
     """Seconds from Directus's "Too many messages, retry after 734ms." (None if absent)."""
     text = str(message)
     at = text.find("after ")
@@ -366,7 +385,7 @@ def _retry_after(message):
     return int(digits) / 1000 if digits else None
 
 
-def _is_idempotent(message):
+def _is_idempotent(message: "dict[str, Any]") -> bool:
     if message.get("type") != "items":
         return False
     action = message.get("action")

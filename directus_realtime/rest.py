@@ -14,10 +14,16 @@ import sys
 
 from .errors import DirectusError, RealtimeError
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 _patched = False
 
 
-def _ensure_http():
+def _ensure_http() -> None:
     global _patched
     if not _patched and sys.platform == "emscripten":
         import pyodide_http
@@ -26,7 +32,7 @@ def _ensure_http():
     _patched = True
 
 
-def headers_for(body=None, token=None) -> dict:
+def headers_for(body: object = None, token: "str | None" = None) -> "dict[str, str]":
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = "application/json"
@@ -35,7 +41,7 @@ def headers_for(body=None, token=None) -> dict:
     return headers
 
 
-def answer(status: int, raw):
+def answer(status: int, raw: "str | bytes | None") -> "Any":
     """Directus's answer: its ``data``, or ``DirectusError`` with its code and message."""
     if status >= 400:
         try:
@@ -50,7 +56,14 @@ def answer(status: int, raw):
     return json.loads(raw).get("data") if raw else None
 
 
-def rest(url: str, method: str, path: str, body=None, token=None, timeout: float = 10.0):
+def rest(
+    url: str,
+    method: str,
+    path: str,
+    body: object = None,
+    token: "str | None" = None,
+    timeout: float = 10.0,
+) -> "Any":
     """Call Directus's REST API over ``urllib``; returns the ``data`` of the answer."""
     import urllib.error
     import urllib.request
@@ -69,7 +82,14 @@ def rest(url: str, method: str, path: str, body=None, token=None, timeout: float
         raise RealtimeError("Could not reach Directus at " + url + ": " + str(error)) from None
 
 
-async def rest_async(http, url: str, method: str, path: str, body=None, token=None):
+async def rest_async(
+    http: "Callable[..., Any]",
+    url: str,
+    method: str,
+    path: str,
+    body: object = None,
+    token: "str | None" = None,
+) -> "Any":
     """``rest()`` over an async ``http(url, method, headers, body) -> (status, text)``."""
     try:
         status, raw = await http(
@@ -90,7 +110,9 @@ class TokenSession:
     the module's docstring).
     """
 
-    def __init__(self, url: str, email: str, password: str, http=None) -> None:
+    def __init__(
+        self, url: str, email: str, password: str, http: "Callable[..., Any] | None" = None
+    ) -> None:
         self.url = url
         self._email = email
         self._password = password
@@ -113,7 +135,7 @@ class TokenSession:
                 pass  # the refresh token expired too: log in again
         return await self.login()
 
-    async def _post(self, path: str, body: dict):
+    async def _post(self, path: str, body: "dict[str, Any]") -> "Any":
         if self._http is None:
             return rest(self.url, "POST", path, body)
         return await rest_async(self._http, self.url, "POST", path, body)

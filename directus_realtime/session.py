@@ -8,6 +8,17 @@ heartbeat alone notices a dead connection only after 1.5 periods).
 from .errors import AuthenticationError, ConnectionLost, DirectusError
 from .events import ErrorOccurred, ScheduleRefresh
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._core import CoreState
+    from .protocol import _Connection
+else:
+    CoreState = object
+
+
 # Liveness probes (see Session._probe_at), in seconds; ``probes=False`` turns them off.
 PROBE_WHEN_WAITING = 2.0  # silence while a reply is awaited
 PROBE_WHEN_UNSURE = 10.0  # silence before the server's ping period is known
@@ -19,12 +30,17 @@ AUTHENTICATING = "authenticating"
 LIVE_STATES = ("connecting", AUTHENTICATING, OPEN)
 
 
-class Session:
+class Session(CoreState):
     """The auth and liveness part of ``RealtimeProtocol`` (a mixin)."""
 
     def set_credentials(
-        self, now, access_token=None, email=None, password=None, refresh_token=None
-    ):
+        self,
+        now: float,
+        access_token: "str | None" = None,
+        email: "str | None" = None,
+        password: "str | None" = None,
+        refresh_token: "str | None" = None,
+    ) -> None:
         """New credentials: used by the next auth; a FAILED client starts connecting again."""
         self.access_token = access_token
         self.email = email
@@ -33,18 +49,18 @@ class Session:
         if self.state == FAILED:
             self.connect(now)
 
-    def authenticate(self, now, access_token):
+    def authenticate(self, now: float, access_token: str) -> None:
         """Send a fresh access token on the open socket (after ``ScheduleRefresh``)."""
         self.access_token = access_token
         if self.state in (OPEN, AUTHENTICATING):
             self._send_auth()
 
-    def token_refused(self, now, error):
+    def token_refused(self, now: float, error: BaseException) -> None:
         """The token provider could not get a token (e.g. the password was refused)."""
         if self.state in LIVE_STATES:
             self._fail(AuthenticationError(getattr(error, "code", "AUTH_FAILED"), str(error)))
 
-    def _auth_credentials(self):
+    def _auth_credentials(self) -> "dict[str, str] | None":
         if self.access_token:
             return {"access_token": self.access_token}
         if self.refresh_token:
@@ -53,7 +69,7 @@ class Session:
             return {"email": self.email, "password": self.password}
         return None
 
-    def _send_auth(self):
+    def _send_auth(self) -> None:
         credentials = self._auth_credentials()
         if credentials is None:
             return
@@ -61,7 +77,7 @@ class Session:
         message.update(credentials)
         self._send(message)
 
-    def _on_auth(self, message, now):
+    def _on_auth(self, message: "dict[str, Any]", now: float) -> None:
         if message.get("status") == "ok" and message.get("refresh_token"):
             self.refresh_token = message["refresh_token"]
         req = self._request_for(message.get("uid"))
@@ -105,7 +121,7 @@ class Session:
             return
         self._emit(ErrorOccurred(error))
 
-    def _learn_heartbeat(self, conn, now):
+    def _learn_heartbeat(self, conn: "_Connection", now: float) -> None:
         """Directus pings every WEBSOCKETS_HEARTBEAT_PERIOD; a server that pings more often
         than ``heartbeat_period`` gets its dead connections noticed sooner."""
         if conn.last_ping is not None:
@@ -114,7 +130,7 @@ class Session:
                 self._observed_period = interval
         conn.last_ping = now
 
-    def _probe_at(self):
+    def _probe_at(self) -> "float | None":
         """When to ping Directus ourselves, or None.
 
         The server's heartbeat alone finds a dead connection only after 1.5 periods (45 s by
@@ -122,7 +138,7 @@ class Session:
         the period is not known yet, a silent connection is asked: a ping Directus must answer
         with a pong within ``PONG_TIMEOUT``.
         """
-        conn = self._conn
+        conn: _Connection = self._conn
         if conn.probe_sent is not None or not self.probes:
             return None
         if conn.requests:
@@ -131,26 +147,26 @@ class Session:
             return conn.last_heard + PROBE_WHEN_UNSURE
         return None
 
-    def _dead_at(self):
-        conn = self._conn
+    def _dead_at(self) -> float:
+        conn: _Connection = self._conn
         dead_at = conn.last_heard + self.liveness_period()
         if conn.probe_sent is not None:
             dead_at = min(dead_at, conn.probe_sent + PONG_TIMEOUT)
         return dead_at
 
-    def liveness_period(self):
+    def liveness_period(self) -> float:
         """Seconds of silence after which an open connection is taken for dead."""
         period = self.heartbeat_period
         if self._observed_period is not None and self._observed_period < period:
             period = self._observed_period
         return 1.5 * period
 
-    def _silent_too_long(self, now):
+    def _silent_too_long(self, now: float) -> None:
         error = ConnectionLost(
             "Nothing heard from Directus for %.1f s; reconnecting." % (now - self._conn.last_heard)
         )
         self._abort(now, error, "no heartbeat")
 
-    def _send_probe(self, now):
+    def _send_probe(self, now: float) -> None:
         self._conn.probe_sent = now
         self._send({"type": "ping", "uid": self._next_uid()})

@@ -7,16 +7,33 @@ while disconnected is the live query's business (``window.py``), not this part's
 
 from .events import SubscriptionEnded, SubscriptionMessage
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._core import CoreState
+else:
+    CoreState = object
+
+
 OPEN = "open"  # (protocol.OPEN)
 
 
-class Subscriptions:
+class Subscriptions(CoreState):
     """The subscription half of ``RealtimeProtocol`` (a mixin: ``_subs`` and
     ``_conn.subs_by_uid`` are this part's own)."""
 
-    def subscribe(self, collection, event=None, query=None, uid=None, item=None):
+    def subscribe(
+        self,
+        collection: str,
+        event: "str | None" = None,
+        query: "dict[str, Any] | None" = None,
+        uid: "str | None" = None,
+        item: "str | int | None" = None,
+    ) -> int:
         """Register a subscription; sent now when open, else on every (re)connect. Returns a key."""
-        message = {"type": "subscribe", "collection": collection}
+        message: dict[str, Any] = {"type": "subscribe", "collection": collection}
         if event is not None:
             message["event"] = event
         if query is not None:
@@ -30,7 +47,7 @@ class Subscriptions:
             self._send_subscription(sub)
         return key
 
-    def unsubscribe(self, key):
+    def unsubscribe(self, key: int) -> None:
         sub = self._subs.pop(key, None)
         if sub is None:
             return
@@ -41,7 +58,7 @@ class Subscriptions:
                 self._send({"type": "unsubscribe", "uid": sub.uid})
         self._emit(SubscriptionEnded(key, None))
 
-    def _send_subscription(self, sub):
+    def _send_subscription(self, sub: "_Subscription") -> None:
         subs_by_uid = self._conn.subs_by_uid
         if sub.uid is not None:
             subs_by_uid.pop(sub.uid, None)
@@ -52,7 +69,7 @@ class Subscriptions:
         message["uid"] = sub.uid
         self._send(message)
 
-    def _on_subscription(self, message):
+    def _on_subscription(self, message: "dict[str, Any]") -> None:
         sub = self._conn.subs_by_uid.get(message.get("uid"))
         if sub is None:
             return  # an unsubscribed subscription's last words
@@ -60,7 +77,7 @@ class Subscriptions:
             sub.confirmed = True
         self._emit(SubscriptionMessage(sub.key, message))
 
-    def _end_subscription(self, sub, error):
+    def _end_subscription(self, sub: "_Subscription", error: "BaseException | None") -> None:
         self._subs.pop(sub.key, None)
         if self._conn is not None:
             self._conn.subs_by_uid.pop(sub.uid, None)
@@ -68,10 +85,10 @@ class Subscriptions:
 
 
 class _Subscription:
-    def __init__(self, key, message, fixed_uid):
+    def __init__(self, key: int, message: "dict[str, Any]", fixed_uid: "str | None") -> None:
         self.key = key
         self.message = message  # the subscribe message without uid
         self.fixed_uid = fixed_uid  # a uid the user chose; else a fresh one per connection
-        self.uid = None  # the uid on the current connection
+        self.uid: str | None = None  # the uid on the current connection
         self.confirmed = False
         self.missed = False  # events were lost to an expired token: subscribe again

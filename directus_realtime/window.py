@@ -206,6 +206,34 @@ class _Checks:
     window's): fingerprint, light read of ids and ``updated_field``, rows read by id, or the
     whole window when there is no ``updated_field``; events that raced a read win."""
 
+    if TYPE_CHECKING:  # the window's state and helpers this part uses (see LiveWindow)
+        collection: str
+        query: dict[str, Any]
+        key: str
+        updated_field: str | None
+        check_every: float | None
+        subscribed: bool
+        stale: bool
+        _sort: list[tuple[str, bool]]
+        _base: dict[str, dict[str, Any]]
+        _touched: dict[str, tuple[str, int]]
+        _seq: int
+        _sent: dict[str, int]
+        _actions: list[Read | Change]
+        _tag: int
+        _check_at: float | None
+        _running: tuple[str, int] | None
+        _baseline: str | None
+        _fingerprint: str | None
+        _light: list[dict[str, Any]]
+        _must_read: bool
+
+        def _keyed(self, row: Any) -> bool: ...
+        def _id(self, row: dict[str, Any]) -> str: ...
+        def _trim(self) -> None: ...
+        def _same_version(self, old: dict[str, Any], new: dict[str, Any]) -> bool: ...
+        def _publish(self, reason: str, error: BaseException | None = None) -> None: ...
+
     def _fingerprintable(self) -> bool:
         field = self.updated_field
         if field is None or not self._base:
@@ -220,7 +248,7 @@ class _Checks:
         for name, _ in self._sort:
             if name not in newest and "." not in name:
                 newest.append(name)
-        query = {"aggregate": {"count": ["*"], "max": newest}}  # type: dict[str, Any]
+        query: dict[str, Any] = {"aggregate": {"count": ["*"], "max": newest}}
         if self._filter():
             query["filter"] = self._filter()
         return query
@@ -236,7 +264,9 @@ class _Checks:
     def _ask(self, phase: str, query: "dict[str, Any]") -> None:
         self._tag += 1
         self._running = (phase, self._tag)
-        message = {"type": "items", "collection": self.collection, "action": "read"}
+        self._sent[phase] = self._seq  # events counted after this may be newer than the read
+        message: dict[str, Any] = {"type": "items", "collection": self.collection}
+        message["action"] = "read"
         message["query"] = query
         self._actions.append(Read(self._tag, message))
 
@@ -251,7 +281,7 @@ class _Checks:
             item_id = self._id(row)
             old = self._base.get(item_id)
             if old is None or field not in old or old.get(field) != row.get(field):
-                if not self._event_wins(item_id):
+                if not self._event_wins(item_id, self._sent.get("ids", 0)):
                     wanted.append(row[self.key])
         self._light = light
         if not wanted:
@@ -278,33 +308,33 @@ class _Checks:
                 full[self._id(row)] = row
         base = {}
         complete = True
+        since = self._sent.get("window" if fetched is None else "ids", 0)
         for row in order:
             if not self._keyed(row):
                 continue
             item_id = self._id(row)
-            if self._event_wins(item_id):
+            if self._event_wins(item_id, since):
                 continue
             if fetched is None:
                 base[item_id] = row
             elif item_id in full:
                 base[item_id] = full[item_id]
-            elif item_id in self._base and self._base[item_id].get(self.updated_field) == row.get(
-                self.updated_field
-            ):
+            elif item_id in self._base and self._same_version(self._base[item_id], row):
                 base[item_id] = self._base[item_id]
             else:
                 complete = False  # changed between the two reads: read again soon
-        for item_id, how in self._touched.items():
-            if how == "row" and item_id in self._base:
+        for item_id, (how, seq) in self._touched.items():
+            if how == "row" and seq > since and item_id in self._base:
                 base[item_id] = self._base[item_id]
         self._base = base
         self._trim()
         self.stale = False
         self._must_read = not complete
-        if self._fingerprint is not None and complete:
+        # The fingerprint describes the window only if no event came since it was asked for.
+        quiet = self._sent.get("fingerprint") == self._seq
+        if self._fingerprint is not None and complete and quiet:
             self._baseline = self._fingerprint
         self._fingerprint = None
-        self._finished(now)
         if not complete and self._check_at is not None:
             self._check_at = min(self._check_at, now + EVENT_GRACE)
         self._finished(now)
@@ -318,10 +348,13 @@ class _Checks:
         if self.stale and self.subscribed:
             self._check_at = now
 
-    def _event_wins(self, item_id: str) -> bool:
-        """Whether an event since the check began is newer than what the check read: a
-        delete, or a row we hold (a row trimmed out of the window is read again)."""
-        how = self._touched.get(item_id)
+    def _event_wins(self, item_id: str, since: int) -> bool:
+        """Whether an event that came after a read was sent (``since``: the event count then)
+        may be newer than what the read saw: a delete, or a row we hold (a row trimmed out
+        of the window is read again). Events that came before the read was sent are older."""
+        how, seq = self._touched.get(item_id, ("", 0))
+        if seq <= since:
+            return False
         return how == "delete" or (how == "row" and item_id in self._base)
 
 
@@ -355,21 +388,24 @@ class LiveWindow(_Checks):
         self.stale = False  # a place in the window may be missing its row
         self.checks = 0  # checks run (for figures)
         self._sort = _sort_fields(self.query, key)
-        self._base = {}  # type: dict[str, dict[str, Any]]  # id -> the server's row
-        self._writes = []  # type: list[_Write]  # pending, oldest first
-        self._shown = {}  # type: dict[str, dict[str, Any]]  # id -> row as last reported
-        self._order = []  # type: list[dict[str, Any]]  # the rows shown, in order
-        self._actions = []  # type: list[Read | Change]
+        self._base = {}  # id -> the server's row
+        self._writes: list[_Write] = []  # pending, oldest first
+        self._shown: dict[str, dict[str, Any]] = {}  # id -> row as last reported
+        self._order: list[dict[str, Any]] = []  # the rows shown, in order
+        self._actions = []
         self._tag = 0
         self._wid = 0
-        self._check_at = None  # type: float | None
-        self._running = None  # type: tuple[str, int] | None  # (phase, tag) of the check
-        self._baseline = None  # type: str | None  # the last fingerprint
-        # ids events (or answers to writes) changed since the check began: "row" or "delete"
-        self._touched = {}  # type: dict[str, str]
-        self._fingerprint = None  # type: str | None  # the one this check got
-        self._light = []  # type: list[dict[str, Any]]  # the light read being completed
-        self._overdue = {}  # type: dict[str, float]  # id of an answered write -> event due
+        self._check_at = None
+        self._running = None  # (phase, tag) of the check
+        self._baseline = None  # the last fingerprint
+        # ids events (or answers to writes) changed since the check began: ("row" | "delete",
+        # the event count then)
+        self._touched = {}
+        self._seq = 0  # events and answered writes counted so far
+        self._sent: dict[str, int] = {}  # read phase -> the event count when it was sent
+        self._fingerprint = None  # the one this check got
+        self._light = []  # the light read being completed
+        self._overdue: dict[str, float] = {}  # id of an answered write -> event due
         self._must_read = False  # the next check reads the window, whatever the fingerprint
 
     # ----- what the driver reads -----
@@ -451,9 +487,9 @@ class LiveWindow(_Checks):
         rows = data if isinstance(data, list) else [data]
         if event in ("create", "update"):
             for row in rows:
-                if self._keyed(row):
+                if isinstance(row, dict) and self._keyed(row):
                     item_id = self._id(row)
-                    self._touched[item_id] = "row"
+                    self._touch(item_id, "row")
                     self._saw_event(item_id)
                     old = self._base.get(item_id)
                     if old is not None and event == "update":
@@ -466,13 +502,13 @@ class LiveWindow(_Checks):
             # Raw ids, sent for every deleted row, in the window or not.
             full = self._full()
             gone = False
-            for item_id in rows:
-                if isinstance(item_id, dict):
-                    item_id = item_id.get(self.key)
-                if item_id is None:
+            for gone_id in rows:
+                if isinstance(gone_id, dict):
+                    gone_id = gone_id.get(self.key)
+                if gone_id is None:
                     continue
-                item_id = str(item_id)
-                self._touched[item_id] = "delete"
+                item_id = str(gone_id)
+                self._touch(item_id, "delete")
                 self._saw_event(item_id)
                 if self._base.pop(item_id, None) is not None:
                     gone = True
@@ -583,7 +619,7 @@ class LiveWindow(_Checks):
                 self._base[item_id] = merged
             elif write.op == "create":
                 self._base[item_id] = row  # its event may come later, or be lost
-            self._touched[item_id] = "row"
+            self._touch(item_id, "row")
             self._trim()
         self._baseline = None  # (as after an event)
         self._publish("confirm")
@@ -593,6 +629,10 @@ class LiveWindow(_Checks):
             self._publish("rollback", error)
 
     # ----- internals -----
+
+    def _touch(self, item_id: str, how: str) -> None:
+        self._seq += 1
+        self._touched[item_id] = (how, self._seq)
 
     def _saw_event(self, item_id: str) -> None:
         self._overdue.pop(item_id, None)
@@ -605,6 +645,10 @@ class LiveWindow(_Checks):
             if write.wid == wid:
                 return self._writes.pop(i)
         return None
+
+    def _same_version(self, old: "dict[str, Any]", new: "dict[str, Any]") -> bool:
+        field = self.updated_field
+        return field is not None and old.get(field) == new.get(field)
 
     def _keyed(self, row: "Any") -> bool:
         return isinstance(row, dict) and row.get(self.key) is not None

@@ -9,11 +9,16 @@ destroyed when the socket closes (where they can be: MicroPython's proxies have 
 from pyscript import window
 from pyscript.ffi import create_proxy, to_js
 
+# typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _EVENTS = ("open", "message", "close", "error")
 
 
 class BrowserWebSocket:
-    def __init__(self, url: str, listener) -> None:
+    def __init__(self, url: str, listener: "Any") -> None:
         self.url = url
         self._listener = listener
         self._ws = window.WebSocket.new(url)
@@ -34,10 +39,10 @@ class BrowserWebSocket:
         if self._ws.readyState <= 1:  # CONNECTING or OPEN
             self._ws.close()
 
-    def _on_open(self, event) -> None:
+    def _on_open(self, event: "Any") -> None:
         self._listener.socket_opened()
 
-    def _on_message(self, event) -> None:
+    def _on_message(self, event: "Any") -> None:
         try:
             data = event.data
             text = data if isinstance(data, str) else str(data)
@@ -46,10 +51,10 @@ class BrowserWebSocket:
             text = "<a frame the page could not read: %s>" % type(error).__name__
         self._listener.socket_message(text)
 
-    def _on_error(self, event) -> None:
+    def _on_error(self, event: "Any") -> None:
         self._listener.socket_error(OSError("WebSocket error on " + self.url.split("?")[0]))
 
-    def _on_close(self, event) -> None:
+    def _on_close(self, event: "Any") -> None:
         try:
             self._listener.socket_closed(event.code, event.reason)
         finally:
@@ -61,10 +66,12 @@ class BrowserWebSocket:
             self._proxies = {}
 
 
-async def fetch_text(url: str, method: str, headers: dict, body=None):
+async def fetch_text(
+    url: str, method: str, headers: "dict[str, str]", body: "str | None" = None
+) -> "tuple[int, str]":
     """The browser's ``fetch``: ``(status, text)``. ``rest.TokenSession``'s ``http`` where
     there is no ``urllib`` (MicroPython)."""
-    init = {"method": method, "headers": headers}
+    init: dict[str, Any] = {"method": method, "headers": headers}
     if body is not None:
         init["body"] = body
     response = await window.fetch(url, to_js(init))

@@ -1,6 +1,7 @@
 """CPython transport: the ``websockets`` library, as a thin shell around the protocol core."""
 
 import asyncio
+from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -15,11 +16,11 @@ MAX_SIZE = 64 * 2**20
 class WebsocketsSocket:
     """One WebSocket connection; reports to ``listener`` like the browser's ``WebSocket`` does."""
 
-    def __init__(self, url: str, listener, max_size: int = MAX_SIZE) -> None:
+    def __init__(self, url: str, listener: Any, max_size: int = MAX_SIZE) -> None:
         self.url = url
         self.max_size = max_size
         self._listener = listener
-        self._outgoing: asyncio.Queue = asyncio.Queue()
+        self._outgoing: asyncio.Queue[str | None] = asyncio.Queue()
         self._closing = False
         self._task = asyncio.ensure_future(self._run())
 
@@ -61,7 +62,7 @@ class WebsocketsSocket:
             code, reason = 1006, str(error)
         self._listener.socket_closed(code, reason)
 
-    async def _write(self, ws) -> None:
+    async def _write(self, ws: Any) -> None:
         while True:
             text = await self._outgoing.get()
             if text is None:
@@ -73,7 +74,7 @@ class WebsocketsSocket:
                 return
 
 
-def _close_info(source):
+def _close_info(source: object) -> tuple[int | None, str]:
     frame = getattr(source, "rcvd", None) or getattr(source, "close_rcvd", None)
     if frame is None:
         return 1005, ""

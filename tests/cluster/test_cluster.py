@@ -8,7 +8,8 @@
   lost on the bus with every socket left open; the live queries' checks find them, so
   every page shows every message once, and no instance exits;
 - Redis stopped for 15 s while another client edits, deletes and creates: every page matches
-  the server (a REST read of its query) within one check interval of Redis being back;
+  the server (a REST read of its query) within one check interval of Redis being back, and so
+  does a CPython client's live query;
 - PostgreSQL restarted under the writer and a page's ``create_item``s: each stored once.
 
 Run with ``-s`` to see the figures (docs/reliability.md's tables take them).
@@ -347,6 +348,94 @@ def test_redis_outage_under_a_steady_writer(
         assert alive == ["a", "b"], "an instance exited during the Redis outage"
         for t in tallies:
             assert t.lost == 0 and t.doubled == 0, t
+
+    loop.run(run(), SCENARIO_TIMEOUT)
+
+
+def test_redis_outage_a_cpython_live_query_finds_the_edits_deletes_and_creates_it_lost(
+    healthy, stack, loop
+) -> None:
+    """Redis stopped 15 s while another client edits, deletes and creates through the other
+    instance: the bus loses all three events with the socket left open, and the CPython
+    client's live query matches the server again within one check interval of Redis's
+    return."""
+    a, b = healthy.instances
+    admin = DirectusAPI.login(b.url, stack["admin_email"], stack["admin_password"])
+    marker = f"redis-live-{time.time_ns()}"
+    seeded = [
+        admin.post("/items/messages", {"text": f"{marker} {i}", "user": "cluster"})
+        for i in range(5)
+    ]
+    query = {
+        "fields": ["id", "text", "date_created"],
+        "filter": {"text": {"_starts_with": marker}},
+        "sort": ["-date_created"],
+        "limit": 20,
+    }
+    check_every = 10.0
+
+    def server_rows() -> list[tuple[str, str]]:
+        rows = admin.get(
+            "/items/messages",
+            fields="id,text",
+            filter=json.dumps(query["filter"]),
+            sort="-date_created",
+            limit="20",
+        )
+        return [(r["id"], r["text"]) for r in rows]
+
+    async def run() -> None:
+        client = RealtimeClient(a.url, access_token=stack["token"])
+        live = client.live("messages", query=query, check_every=check_every)
+        client.connect()
+
+        def shown() -> list[tuple[str, str]]:
+            return [(r["id"], r["text"]) for r in live.rows]
+
+        try:
+            deadline = time.monotonic() + 30
+            while not (live.current and len(live.rows) == 5):
+                assert time.monotonic() < deadline, f"no window: {live!r}"
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(healthy.redis.stop)
+            stopped = time.monotonic()
+
+            def changes() -> float:
+                admin.patch(f"/items/messages/{seeded[0]['id']}", {"text": f"{marker} edited"})
+                admin.call("DELETE", f"/items/messages/{seeded[1]['id']}")
+                admin.post("/items/messages", {"text": f"{marker} new", "user": "cluster"})
+                return time.monotonic()
+
+            async def outage() -> float:
+                await asyncio.sleep(15.0)
+                await asyncio.to_thread(healthy.redis.start)
+                return time.monotonic()
+
+            redis_back = asyncio.ensure_future(outage())
+            written = await asyncio.wait_for(asyncio.to_thread(changes), 60)
+            expected = await asyncio.to_thread(server_rows)
+            deadline = time.monotonic() + 15.0 + check_every + 20
+            while shown() != expected:
+                assert time.monotonic() < deadline, f"live {shown()} != server {expected}"
+                await asyncio.sleep(0.05)
+            matched = time.monotonic()
+            back = await redis_back
+            when = (
+                f"{back - matched:.1f} s before Redis was back"
+                if matched < back
+                else f"{matched - back:.1f} s after Redis was back"
+            )
+            figures(
+                f"Redis stopped 15 s (really {back - stopped:.1f} s) while another client "
+                f"edited, deleted and created (answered {written - stopped:.1f} s into the "
+                f"outage): the CPython live query matched the server {matched - written:.1f} s "
+                f"after the writes, {when} (check_every {check_every:.0f} s; {live.checks} "
+                f"checks); socket state {client.state}"
+            )
+        finally:
+            live.close()
+            client.disconnect()
+            await asyncio.sleep(0.5)  # the socket's task ends before the loop does
 
     loop.run(run(), SCENARIO_TIMEOUT)
 

@@ -129,3 +129,24 @@ def test_disconnect_keeps_unsent_writes_in_the_store_for_the_next_session():
         ]
 
     run(scenario())
+
+
+def test_a_write_kept_by_disconnect_is_sent_when_the_same_client_connects_again():
+    async def scenario():
+        store = w.MemoryStore()
+        client, transport = make(outbox_store=store)
+        waiter = client.create("messages", {"id": "a", "text": "later"})
+        client.disconnect()
+        with pytest.raises(ConnectionFailed):
+            await waiter
+        task = asyncio.ensure_future(client.connect())
+        await settle()
+        transport.current.opened()
+        transport.current.message({"type": "auth", "status": "ok"})
+        await task
+        create = transport.current.last("items")
+        assert create["action"] == "create" and create["data"] == {"id": "a", "text": "later"}
+        transport.current.message({"type": "items", "data": create["data"], "uid": create["uid"]})
+        assert store.entries == []
+
+    run(scenario())
