@@ -86,6 +86,8 @@ class MessageList:
             return
         if pending:
             row.dataset.pending = "true"
+            if row.dataset.created == NOT_STORED_YET:  # (its time comes with the server's row)
+                row.lastChild.textContent = "sending…"
         else:
             row.removeAttribute("data-pending")
 

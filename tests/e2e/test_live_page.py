@@ -271,6 +271,8 @@ def test_offline_the_page_shows_its_last_rows_as_not_current_and_writes_wait_as_
     probe.page.wait_for_function(pending_row, arg=text, timeout=STEP_TIMEOUT_MS)
     assert probe.page.evaluate("document.body.dataset.current") == "false"
     item_id = probe.page.evaluate(f"t => ({pending_row})(t).dataset.id", text)
+    when = probe.page.evaluate(f"t => ({pending_row})(t).querySelector('time').textContent", text)
+    assert when == "sending…", when  # (no time yet: the server sets date_created)
 
     # Reloaded again, still without Directus: the write waits in the outbox, shown as pending.
     probe.page.wait_for_function(
@@ -291,6 +293,8 @@ def test_offline_the_page_shows_its_last_rows_as_not_current_and_writes_wait_as_
     stored = api.get("/items/messages", filter={"text": {"_eq": text}}, fields=["id"])
     assert [row["id"] for row in stored] == [item_id]
     assert not probe.page.query_selector("#messages .message[data-pending]")
+    when = probe.page.text_content(f'.message[data-id="{item_id}"] time')
+    assert when and when != "sending…", when
     probe.page.wait_for_function(  # (written behind: within a second)
         "localStorage.getItem('directus-realtime:outbox') === null", timeout=STEP_TIMEOUT_MS
     )
