@@ -1,4 +1,5 @@
-"""``#messages``: one row per message, in ``date_created`` order, each shown once.
+"""``#messages``: one row per message, in ``date_created`` order, each shown once; the rows are
+the live query's window (page/view.py applies its changes here).
 
 ``#messages`` holds its rows in chunks (``ol.chunk``) of up to ``CHUNK_ROWS``, and the browser
 skips the chunks out of view (``content-visibility: auto``, app.css): over one flat list of
@@ -13,11 +14,12 @@ CHUNK_ROWS = 100  # rows per chunk
 SLICE_MS = 8  # rendering time per browser task when a batch is shown, about
 CLOCK_EVERY = 8  # rows built between two looks at the clock (each look is a call into JS)
 ROW_REM = 3.2  # a row's height, about (app.css)
-MAX_ROWS = 1000  # rows kept (more when ?history= asks for more)
+# Where a row not stored yet sorts when the library gave it no date_created: with the newest.
+NOT_STORED_YET = "9999-12-31T23:59:59.999Z"
 
 
 class MessageList:
-    def __init__(self, document, window, to_js, next_task, max_rows: int = MAX_ROWS) -> None:
+    def __init__(self, document, window, to_js, next_task) -> None:
         self.window = window
         self.next_task = next_task
         self.list = document.getElementById("messages")
@@ -25,7 +27,6 @@ class MessageList:
         # reference alive per row (10,000 for a long history); rows are found in the DOM.
         self.rows = {}
         self.clock = window.performance
-        self.max_rows = max_rows
         self.scroll_frame = 0
         self.nearest = to_js({"block": "nearest"})
         self.time = window.Intl.DateTimeFormat.new(to_js([]), to_js({"timeStyle": "medium"}))
@@ -55,7 +56,7 @@ class MessageList:
         row = self.row.cloneNode(True)
         data = row.dataset
         data.id = str(item.get("id"))
-        data.created = created(item)
+        data.created = created(item) or NOT_STORED_YET
         user = row.firstChild
         user.textContent = str(item.get("user") or "")
         text = user.nextSibling
@@ -89,6 +90,18 @@ class MessageList:
         row = self.last_row()
         return row.dataset.created if row else None
 
+    def set_pending(self, item_id, pending: bool) -> None:
+        """Mark the row of a write not confirmed yet (``data-pending``), or unmark it."""
+        row = self.find(str(item_id))
+        if not row:  # (None, or a JS null)
+            return
+        if pending:
+            row.dataset.pending = "true"
+            if row.dataset.created == NOT_STORED_YET:  # (its time comes with the server's row)
+                row.lastChild.textContent = "sending…"
+        else:
+            row.removeAttribute("data-pending")
+
     def reader_at_bottom(self) -> bool:
         """New messages are followed only when the reader is at the newest one already."""
         return self.list.getBoundingClientRect().bottom <= self.window.innerHeight + 60
@@ -107,12 +120,6 @@ class MessageList:
         row.remove()
         if not chunk.firstElementChild:
             chunk.remove()
-
-    def trim_oldest(self) -> None:
-        while len(self.rows) > self.max_rows:
-            oldest = self.first_row()
-            self.rows.pop(oldest.dataset.id, None)
-            self.remove_row(oldest)
 
     def show(self, item: dict) -> None:
         """Show one item once, in ``date_created`` order (a live event)."""
@@ -137,7 +144,6 @@ class MessageList:
                 after.after(row)
             else:  # (a JS null, which is not None in Pyodide)
                 self.list.firstElementChild.prepend(row)
-        self.trim_oldest()
         if follow and newest:
             self.follow_newest(row)
 
@@ -184,10 +190,8 @@ class MessageList:
             if n + 1 < len(parts) and self.clock.now() >= slice_ends:
                 await self.next_task()
                 slice_ends = self.clock.now() + SLICE_MS
-        if newer:
-            self.trim_oldest()
-            if follow:
-                self.follow_newest(self.last_row())
+        if newer and follow:
+            self.follow_newest(self.last_row())
 
     def place(self, chunk, older: bool) -> None:
         if older:
@@ -196,9 +200,18 @@ class MessageList:
             self.list.append(chunk)
 
     def update(self, item: dict) -> None:
+        """Change a row in place; one whose ``date_created`` changed (a write just stored)
+        moves to its place."""
         row = self.find(str(item.get("id")))
         if not row:  # (None, or a JS null)
             self.show(item)
+            return
+        if item.get("date_created") and item["date_created"] != row.dataset.created:
+            pending = row.hasAttribute("data-pending")
+            self.remove(item.get("id"))
+            self.show(item)
+            if pending:
+                self.set_pending(item.get("id"), True)
             return
         if "user" in item:
             row.querySelector(".user").textContent = str(item.get("user") or "")

@@ -1,8 +1,9 @@
 """Where the page connects and how it signs in, checked before anything is sent.
 
 Sources, in order: the query string (``?url=&token=`` or ``?url=&email=&password=``), what the
-Settings panel saved (sessionStorage, or localStorage when "remember" was ticked), then the
-local stack that ``make run`` started (``/local-stack.json``). Every function here takes plain
+Settings panel saved (sessionStorage, or localStorage when "remember" was ticked), then
+``./config.json`` beside the page (the page server's names the local stack that ``make run``
+started, with its token; ``make dist``'s may name a Directus). Every function here takes plain
 values (the query's parameters as a dict, a storage's raw text) and returns plain values, so
 each rule is tested in CPython; ``page.app`` reads the browser's storages and query string.
 """

@@ -3,7 +3,8 @@
 What the guide "Connect to Realtime Data" needs, and what the tests need beside it:
 
 - collection ``messages``: ``id`` (uuid primary key, generated when the client sends none),
-  ``date_created`` (timestamp, set by Directus, indexed), ``text`` (text, at most
+  ``date_created`` (timestamp, set by Directus, indexed), ``date_updated`` (timestamp, set
+  by Directus on every edit, indexed: live queries catch up on edits by it), ``text`` (text, at most
   ``MAX_TEXT_LENGTH`` characters), ``user`` (string);
 - policy "Public Posts" (read + create on messages, all fields) and user demo@example.com
   with a static token, as in the guide;
@@ -71,6 +72,21 @@ FIELDS: list[dict[str, Any]] = [
             "width": "half",
         },
         # Indexed: the page reads its history and catch-up sorted and bounded by date_created.
+        "schema": {"is_indexed": True},
+    },
+    {
+        "field": "date_updated",
+        "type": "timestamp",
+        "meta": {
+            "special": ["date-updated"],
+            "interface": "datetime",
+            "display": "datetime",
+            "display_options": {"relative": True},
+            "readonly": True,
+            "hidden": True,
+            "width": "half",
+        },
+        # Indexed: a live query's check reads the rows edited since its last mark by it.
         "schema": {"is_indexed": True},
     },
     {

@@ -179,11 +179,20 @@ def test_console_logs_open_and_messages(open_page, stack):
                 out.append(following.args[0].json_value() if following.args else None)
         return out
 
-    subscription_data = logged_data_after("subscription")
-    assert any(
-        isinstance(data, list) and any(row.get("text") == text for row in data)
-        for data in subscription_data
-    ), f"no 'New message of type subscription' followed by the item: {subscription_data}"
+    def event_logged() -> bool:
+        return any(
+            isinstance(data, list) and any(row.get("text") == text for row in data)
+            for data in logged_data_after("subscription")
+        )
+
+    # (The row shows at once, pending; the subscription's event may come after the answer.)
+    try:
+        probe.wait_until(event_logged, what="the subscription event of the item")
+    except AssertionError:
+        subscription_data = logged_data_after("subscription")
+        raise AssertionError(
+            f"no 'New message of type subscription' followed by the item: {subscription_data}"
+        ) from None
     items_data = logged_data_after("items")
     assert any(isinstance(data, dict) and data.get("text") == text for data in items_data), (
         f"no 'New message of type items' followed by the created item: {items_data}"

@@ -98,8 +98,9 @@ CHUNKS_JS = """() => [...document.querySelector('#messages').children].map((chun
 
 def test_rows_come_in_chunks_of_up_to_100_in_date_order_and_an_emptied_chunk_goes(open_page, stack):
     """#messages holds its rows in ol.chunk elements of at most 100 (the browser skips the
-    chunks out of view). A history of 150 and 60 live messages stay in date_created order
-    across chunks; deleting every row of a chunk removes the chunk too."""
+    chunks out of view). A window of 150 stays in date_created order across chunks as 60 live
+    messages push the oldest out; deleting every row of a chunk removes the chunk too (and the
+    window takes in the older rows that move into it)."""
     tag = marker()
     rest(
         stack, "POST", "/items/messages", [{"text": f"{tag} h{n}", "user": "c"} for n in range(150)]
@@ -110,24 +111,28 @@ def test_rows_come_in_chunks_of_up_to_100_in_date_order_and_an_emptied_chunk_goe
     chunks = probe.page.evaluate(CHUNKS_JS)
     assert [len(c["ids"]) for c in chunks] == [100, 50]
     assert {(c["tag"], c["role"]) for c in chunks} == {("OL", "none")}
-    for n in range(60):
-        result = probe.create_item(f"{tag} live {n}", "c")
+    live = [f"{tag} live {n}" for n in range(60)]
+    for text in live:
+        result = probe.create_item(text, "c")
         assert result["ok"], result
     probe.wait_until(
-        lambda: len([r for r in probe.rendered() if r["text"].startswith(tag)]) == 210,
-        what="the 60 live messages",
+        lambda: (
+            [r["text"] for r in probe.rendered()][-60:] == live and len(probe.rendered()) == 150
+        ),
+        what="the 60 live messages, the window still the latest 150",
     )
     chunks = probe.page.evaluate(CHUNKS_JS)
-    assert [len(c["ids"]) for c in chunks] == [100, 100, 10]
+    assert [len(c["ids"]) for c in chunks] == [40, 100, 10]  # the oldest 60 left the window
     created = [when for chunk in chunks for when in chunk["created"]]
     assert created == sorted(created)
-    assert [r["text"] for r in probe.rendered()][-60:] == [f"{tag} live {n}" for n in range(60)]
 
     rest(stack, "DELETE", "/items/messages", chunks[-1]["ids"], token=stack["editor_token"])
     probe.wait_until(
-        lambda: [len(c["ids"]) for c in probe.page.evaluate(CHUNKS_JS)] == [100, 100],
-        what="the last chunk gone with its 10 rows",
+        lambda: [len(c["ids"]) for c in probe.page.evaluate(CHUNKS_JS)] == [50, 100],
+        what="the last chunk gone with its 10 rows, 10 older rows back in the window",
     )
+    created = [when for chunk in probe.page.evaluate(CHUNKS_JS) for when in chunk["created"]]
+    assert created == sorted(created)
 
 
 def test_compose_form_sends_a_message(open_page, stack):
@@ -152,8 +157,11 @@ def test_compose_form_sends_a_message(open_page, stack):
 NEWEST_ROW_JS = """() => {
     const row = [...document.querySelectorAll('#messages .message')].at(-1).getBoundingClientRect();
     const compose = document.querySelector('#compose').getBoundingClientRect();
-    return {top: row.top, bottom: row.bottom, composeTop: compose.top, scrollY: window.scrollY};
+    return {top: row.top, bottom: row.bottom, composeTop: compose.top, scrollY: window.scrollY,
+            id: [...document.querySelectorAll('#messages .message')].at(-1).dataset.id};
 }"""
+ROW_JS = """(id) => ({top: document.querySelector(`.message[data-id="${id}"]`)
+                     .getBoundingClientRect().top})"""
 
 
 @pytest.mark.parametrize(
@@ -207,13 +215,17 @@ def test_new_messages_are_followed_at_the_bottom_and_leave_a_reader_above_in_pla
         )
     probe.page.evaluate("window.scrollBy(0, -300)")
     probe.page.wait_for_timeout(100)  # (the scroll is applied at the next frame)
-    before = probe.page.evaluate(NEWEST_ROW_JS)
+    reading = probe.page.evaluate(NEWEST_ROW_JS)["id"]  # the row the reader has in view
+    before = probe.page.evaluate(ROW_JS, reading)
     result = probe.create_item(f"{tag} while reading above", "follow")
     assert result["ok"], result
     probe.wait_rendered(result["value"]["id"])
     probe.page.wait_for_timeout(100)  # a frame or more: time for a scroll, if one came
+    # The window is the latest 100: the oldest row left at the top, and the browser's scroll
+    # anchoring keeps what the reader sees in place (scrollY itself moves by that row).
+    moved = probe.page.evaluate(ROW_JS, reading)["top"] - before["top"]
+    assert abs(moved) < 2, f"the row in view moved {moved} px (a row is about 50 px)"
     after = probe.page.evaluate(NEWEST_ROW_JS)
-    assert after["scrollY"] == before["scrollY"], (before, after)
     assert after["top"] > after["composeTop"], (before, after)  # the new row is out of view
 
 

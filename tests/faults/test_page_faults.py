@@ -29,12 +29,29 @@ SECOND_LOOK_S = 3.0  # page/app.py SECOND_LOOK_MS: a tab looks at other tabs' wr
 
 
 async def saved_outbox(page: Any) -> list:
+    """The page's outbox records in localStorage: ``{"tab", "write"}``, the write in the
+    library's own format."""
     raw = await page.page.evaluate(OUTBOX_JS)
     return json.loads(raw) if raw else []
 
 
+def written_rows(value: Any) -> list[dict]:
+    """The row data inside a saved write (each dict with a ``text``), wherever the library's
+    format keeps it."""
+    if isinstance(value, dict):
+        found = [value] if isinstance(value.get("text"), str) else []
+        return found + [row for v in value.values() for row in written_rows(v)]
+    if isinstance(value, list):
+        return [row for v in value for row in written_rows(v)]
+    return []
+
+
 async def saved_texts(page: Any) -> list[str]:
-    return [entry.get("text") for entry in await saved_outbox(page) if isinstance(entry, dict)]
+    return [
+        row["text"]
+        for record in await saved_outbox(page)
+        for row in written_rows(record.get("write"))
+    ]
 
 
 async def not_connected(page: Any) -> bool:
@@ -172,8 +189,13 @@ def test_a_tab_does_not_send_the_writes_another_open_tab_owns(
         for k, text in enumerate(texts):
             await a.fire_create(f"A-{k}", text, "tab A")
         await kit.until(lambda: _holds_all(a, texts), 10, "tab A's writes in localStorage")
-        ids = {entry["id"] for entry in await saved_outbox(a) if entry.get("text") in texts}
-        seen["tabs"] = {entry.get("tab") for entry in await saved_outbox(a)}
+        ids = {
+            row.get("id")
+            for record in await saved_outbox(a)
+            for row in written_rows(record.get("write"))
+            if row.get("text") in texts
+        }
+        seen["tabs"] = {record.get("tab") for record in await saved_outbox(a)}
 
         # Tab B: the same browser context (the same localStorage), the same Directus, directly.
         b = type(a)("tab B", a.context, await a.context.new_page())

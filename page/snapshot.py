@@ -1,0 +1,74 @@
+"""The live query's last rows in ``localStorage``, so that a reload with no network shows what
+the page last showed (marked as not current) instead of an empty list.
+
+One snapshot per Directus URL (the rows of one Directus never show as another's). The library
+makes the snapshot (the query's rows and its marks) and calls ``save`` after changes; this
+store writes behind, at most once per ``SAVE_DELAY_MS``, and at once on ``flush`` (the page
+going away or offline). A snapshot that holds one of ``secrets`` (the token, the password) is
+never written: storage must not keep a credential, whatever the library put into it.
+Storage, the timer and the console are inputs: tested in CPython.
+"""
+
+import json
+
+PREFIX = "directus-realtime:snapshot:"  # + the Directus URL
+SAVE_DELAY_MS = 1000
+
+
+class SnapshotStore:
+    def __init__(self, storage, url: str, timer, warn, secrets=()) -> None:
+        self.storage = storage
+        self.key = PREFIX + url
+        self.warn = warn
+        self.secrets = [secret for secret in secrets if secret]
+        self.latest = None  # the snapshot not written yet
+        self.timer = timer(self.flush)
+        self.armed = False
+
+    def load(self):
+        """The snapshot saved last (a dict), or None."""
+        try:
+            raw = self.storage.getItem(self.key) if self.storage else None
+        except Exception:
+            return None
+        if not isinstance(raw, str) or not raw:
+            return None
+        try:
+            snapshot = json.loads(raw)
+        except Exception:  # not only ValueError: deep nesting raises RecursionError
+            snapshot = None
+        if not isinstance(snapshot, dict):
+            self.warn("A saved list of messages of the wrong shape was dropped.")
+            self.remove()
+            return None
+        return snapshot
+
+    def save(self, snapshot: dict) -> None:
+        self.latest = snapshot
+        if not self.armed:
+            self.armed = True
+            self.timer.start(SAVE_DELAY_MS)
+
+    def flush(self) -> None:
+        self.armed = False
+        if self.latest is None or not self.storage:
+            return
+        snapshot, self.latest = self.latest, None
+        try:
+            raw = json.dumps(snapshot)
+        except Exception as error:
+            self.warn("The list of messages could not be saved: " + str(error))
+            return
+        if any(secret in raw for secret in self.secrets):
+            self.warn("The list of messages was not saved: it held a credential.")
+            return
+        try:
+            self.storage.setItem(self.key, raw)
+        except Exception as error:  # full, or refused
+            self.warn("The list of messages could not be saved for a reload: " + str(error))
+
+    def remove(self) -> None:
+        try:
+            self.storage.removeItem(self.key)
+        except Exception:
+            pass

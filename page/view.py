@@ -1,0 +1,94 @@
+"""``#messages`` as a view of one live query: what the query's changes do to the rows.
+
+The live query (the library's ``client.live``) owns the truth: which rows are in the window,
+which are pending (written here, not confirmed), and whether the view is current. This view
+only applies each change batch to the list by id (added rows shown in ``date_created`` order,
+changed rows updated in place, removed rows taken out), marks the pending rows
+(``data-pending``), and says whether what is shown is current (``#messages[data-current]``
+and ``body[data-current]``). Batches are applied in the order they came; a large one (a first
+load of thousands of rows) is shown a chunk at a time, and the batches after it wait their
+turn. ``rows`` (page/rows.py's ``MessageList``), ``marks`` (a dataset-like object, the body's)
+and ``spawn`` are inputs: tested in CPython with fakes.
+"""
+
+LARGE = 100  # added rows shown a chunk at a time, with the browser's turn in between
+
+
+class LiveView:
+    def __init__(self, live, rows, marks, spawn, after=None) -> None:
+        self.live = live
+        self.rows = rows
+        self.marks = marks
+        self.spawn = spawn
+        self.after = after  # called once each batch is on screen (the guide's console lines)
+        self.queue = []  # changes not applied yet, in order
+        self.draining = False
+        self.pending = set()  # ids marked pending on screen
+        self.shown_current = None
+        self.remove_listener = live.listen(self.on_change)
+
+    def on_change(self, change) -> None:
+        self.queue.append(change)
+        if not self.draining:
+            self.drain()
+
+    def drain(self) -> None:
+        """Apply the queued changes now, until one is large: that one (and what follows it)
+        is shown by ``drain_slowly``."""
+        while self.queue:
+            if len(self.queue[0].added or ()) > LARGE:
+                self.draining = True
+                self.spawn(self.drain_slowly())
+                return
+            self.apply(self.queue.pop(0))
+            self.applied()
+
+    async def drain_slowly(self) -> None:
+        try:
+            while self.queue:
+                change = self.queue.pop(0)
+                for item_id in change.removed or ():
+                    self.rows.remove(item_id)
+                for item in change.changed or ():
+                    self.rows.update(item)
+                if change.added:
+                    await self.rows.show_many(list(change.added))
+                self.applied()
+        finally:
+            self.draining = False
+
+    def apply(self, change) -> None:
+        for item_id in change.removed or ():
+            self.rows.remove(item_id)
+        for item in change.changed or ():
+            self.rows.update(item)
+        for item in change.added or ():
+            self.rows.show(item)
+
+    def applied(self) -> None:
+        self.mark_pending()
+        self.show_current(self.live.current)
+        if self.after is not None:
+            self.after()
+
+    def mark_pending(self) -> None:
+        now = set(str(item_id) for item_id in self.live.pending)
+        for item_id in self.pending - now:
+            self.rows.set_pending(item_id, False)
+        for item_id in now:  # (a row rolled back and shown again is marked again)
+            self.rows.set_pending(item_id, True)
+        self.pending = now
+
+    def show_current(self, current: bool) -> None:
+        """Whether nothing may be missing from what is shown (also called when the connection
+        drops: the live query then says False)."""
+        current = bool(current)
+        if current == self.shown_current:
+            return
+        self.shown_current = current
+        value = "true" if current else "false"
+        self.marks.current = value
+        self.rows.list.dataset.current = value
+
+    def close(self) -> None:
+        self.remove_listener()
