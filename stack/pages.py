@@ -77,11 +77,21 @@ def bytecode_sources(root: Path) -> list[str]:
     return [name for name in map(mpy.source_of, urls) if name is not None]
 
 
+# Where versioned() puts the bytecode preloads in index.html (within the interpreter markers, so
+# the Pyodide build has none). `crossorigin` gives the preload the request mode of PyScript's
+# fetch(); without it the browser would not reuse the preloaded response.
+PRELOADS = "<!-- bytecode-preloads -->"
+PRELOAD = '    <link rel="preload" href="%s" as="fetch" crossorigin>'
+
+
 def versioned(index_html: str, root: Path) -> str:
     """index.html as the page server sends it: each bytecode file in the MicroPython config's
     [files] asked for as ``<url>?v=<version of its bytecode>``, which the server lets the browser
     keep without asking again (``immutable``), so a warm load reads them from its cache with no
-    request at all. A file that does not compile keeps its plain URL, whose answer says why."""
+    request at all. A file that does not compile keeps its plain URL, whose answer says why.
+    After the ``PRELOADS`` comment, a preload of each stamped URL, so that the files are fetched
+    while the interpreter compiles rather than after it."""
+    preloads = []
     for url in micropython_config(index_html)["files"]:
         name = mpy.source_of(url)
         if name is None:
@@ -91,6 +101,9 @@ def versioned(index_html: str, root: Path) -> str:
         except (mpy.CompileError, OSError):
             continue
         index_html = index_html.replace(f'"{url}": ', f'"{url}?v={stamp}": ', 1)
+        preloads.append(PRELOAD % f"{url}?v={stamp}")
+    if preloads:
+        index_html = index_html.replace(PRELOADS, "\n".join([PRELOADS, *preloads]), 1)
     return index_html
 
 

@@ -89,6 +89,11 @@ def test_the_server_stamps_each_bytecode_url_with_its_version(tmp_path):
         assert plain == path
         assert stamp == mpy.stamp(mpy.compiled_in(paths.ROOT, mpy.source_of(plain)))
 
+    # Each stamped URL is also preloaded (fetched while the interpreter compiles), the same
+    # request PyScript's fetch() then makes.
+    for url in files:
+        assert f'<link rel="preload" href="{url}" as="fetch" crossorigin>' in page
+
     # No source to compile (here: an empty root): the plain URL, whose answer says why.
     assert versioned(INDEX, tmp_path) == INDEX
 
