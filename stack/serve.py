@@ -14,8 +14,9 @@
   ``/local-stack.json``, its old name. It is ``no-store``: a secret stays out of every cache.
 - ``/main.mpy``, ``/directus_realtime/<name>.mpy`` and ``/page/<name>.mpy`` (mpy.SOURCES) are
   the .py compiled to MicroPython bytecode, which the MicroPython page imports without
-  compiling (stack/mpy.py). index.html is sent with their URLs stamped ``?v=<version of the
-  bytecode>`` (stack/pages.py), and a stamped URL that matches is ``immutable``.
+  compiling (stack/mpy.py); ``/bytecode.mpy`` is all of index.html's in one file. index.html is
+  sent asking for that bundle stamped ``?v=<its version>`` (stack/pages.py ``bundled``), and a
+  stamped URL that matches is ``immutable``.
 - ``/sw.js`` is the service worker (static/sw.js with this build's version and file list,
   stack/offline.py), ``no-cache``: the page opens from it with no network.
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
