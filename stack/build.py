@@ -3,10 +3,11 @@
 The page server sends these pages on request; ``build()`` writes the same ones into a folder
 that any static web server can host (``make dist``: ``python -m stack dist``):
 
-- ``index.html`` with its bytecode URLs stamped (stack/pages.py ``versioned``) and
+- ``index.html`` with its bytecode as one stamped bundle (stack/pages.py ``bundled``) and
   ``pyodide.html`` (``pages.pyodide_page``), each with the Content-Security-Policy as a
   ``<meta http-equiv>`` (what a static host sends no header for);
-- the ``.mpy`` of every source index.html imports (stack/mpy.py: ``source_of``, ``compiled``),
+- ``bytecode.mpy``, that bundle, and the ``.mpy`` of every source index.html imports
+  (stack/mpy.py: ``source_of``, ``compiled``; kept for any older page still asking for them),
   and the ``.py`` files pyscript.toml's ``[files]`` names for the Pyodide build;
 - the runtime files the two builds load (PyScript without its code editor and terminal,
   MicroPython, Pyodide, the pyodide-http wheel), static/app.css, the web app manifest and its
@@ -113,8 +114,8 @@ def with_csp_meta(html: str, policy: str) -> str:
 
 
 def index_page(root: Path) -> str:
-    """index.html as it goes out: its bytecode URLs stamped."""
-    return pages.versioned((root / "index.html").read_text(), root)
+    """index.html as it goes out: its bytecode in one stamped bundle (pages.bundled)."""
+    return pages.bundled((root / "index.html").read_text(), root)
 
 
 def pyodide_sources(root: Path) -> list[str]:
@@ -280,6 +281,8 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
         target = out / mpy.url_of(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(mpy.compiled_in(root, name))  # CompileError says where
+    bundle = pages.bundle((root / "index.html").read_text(), root)
+    (out / pages.BUNDLE_URL).write_bytes(bundle)
     for name in pyodide_sources(root):
         _copy(root / name, out / name)
     for name in ("app.css", "offline.js", "manifest.webmanifest"):

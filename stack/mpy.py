@@ -119,8 +119,9 @@ def warm(root: Path, names: Iterable[str]) -> threading.Thread:
 @functools.lru_cache(maxsize=64)
 def stamp(data: bytes) -> str:
     """What index.html appends to a bytecode file's URL (``?v=``), so that the browser may keep
-    it for good: a new build has a new URL (stack/pages.py, ``versioned``). Remembered, as every
-    index.html sent stamps all the files and every answer for one carries its ``etag``."""
+    it for good: a new build has a new URL (stack/pages.py, ``versioned`` and ``bundled``).
+    Remembered, as every index.html sent stamps all the files and every answer for one carries
+    its ``etag``."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 

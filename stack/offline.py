@@ -2,8 +2,8 @@
 
 static/sw.js is the worker; between its build markers go the build's ``VERSION`` and the URLs
 it stores at install (``PRECACHE``): the MicroPython page's own files (index.html, config.json,
-the stylesheet, the manifest and icons, the bytecode URLs as index.html stamps them, PyScript and
-MicroPython). Pyodide's files are stored only once a visit asks for them.
+the stylesheet, the manifest and icons, the bytecode bundle's URL as index.html stamps it,
+PyScript and MicroPython). Pyodide's files are stored only once a visit asks for them.
 
 ``VERSION`` is a hash of those files' contents: a deploy that changes any of them changes
 /sw.js, and the browser installs the new worker, which replaces the cache. config.json does not

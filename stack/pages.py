@@ -77,11 +77,88 @@ def bytecode_sources(root: Path) -> list[str]:
     return [name for name in map(mpy.source_of, urls) if name is not None]
 
 
+# Where versioned() puts the bytecode preloads in index.html (within the interpreter markers, so
+# the Pyodide build has none). `crossorigin` gives the preload the request mode of PyScript's
+# fetch(); without it the browser would not reuse the preloaded response.
+PRELOADS = "<!-- bytecode-preloads -->"
+PRELOAD = '    <link rel="preload" href="%s" as="fetch" crossorigin>'
+
+# The page's bytecode in one file: for each [files] entry its path in the interpreter's
+# filesystem, a newline, its length, a newline and its bytes. PyScript fetches and writes each
+# [files] entry on its own, about 2 ms a file on a warm load; the bundle is one entry, written
+# out by BUNDLE_UNPACK (MicroPython) before main.py is imported.
+BUNDLE_URL = "./bytecode.mpy"
+BUNDLE_PATH = "./bytecode.bin"
+BUNDLE_FILES = re.compile(r'"files": \{[^{}]*\}')
+BUNDLE_UNPACK = (
+    """\
+def _unpack(bundle):
+    import os
+    with open(bundle, "rb") as f:
+        data = f.read()
+    at = 0
+    while at < len(data):
+        eol = data.find(b"\\n", at)
+        size_end = data.find(b"\\n", eol + 1)
+        path = str(data[at:eol], "utf-8")
+        at = size_end + 1 + int(data[eol + 1 : size_end])
+        folder = ""
+        for part in path.split("/")[:-1]:
+            folder += part
+            try:
+                os.mkdir(folder)
+            except OSError:
+                pass  # (there already)
+            folder += "/"
+        with open(path, "wb") as f:
+            f.write(data[size_end + 1 : at])
+
+
+_unpack("%s")
+"""
+    % BUNDLE_PATH
+)
+
+
+def bundle(index_html: str, root: Path) -> bytes:
+    """The bundle of index_html's [files] (BUNDLE_URL), compiled from root's sources; raises
+    mpy.CompileError or OSError when one does not compile, ValueError when an entry is not a
+    source's bytecode."""
+    out = bytearray()
+    for url, path in micropython_config(index_html)["files"].items():
+        name = mpy.source_of(url)
+        if name is None:
+            raise ValueError(f"{url} is not the bytecode of a source")
+        data = mpy.compiled_in(root, name)
+        out += b"%s\n%d\n" % (path.removeprefix("./").encode(), len(data)) + data
+    return bytes(out)
+
+
+def bundled(index_html: str, root: Path) -> str:
+    """index.html as the page server sends it: the MicroPython config's [files] replaced by the
+    bundle of them all, asked for as ``<BUNDLE_URL>?v=<its version>`` (kept by the browser for
+    good: ``immutable``) and preloaded after the ``PRELOADS`` comment, so that it is fetched while
+    the interpreter compiles; the Python unpacks it before main.py is imported. When a file does
+    not compile or is not bytecode: each file on its own (``versioned``)."""
+    try:
+        data = bundle(index_html, root)
+    except (mpy.CompileError, OSError, ValueError):
+        return versioned(index_html, root)
+    url = f"{BUNDLE_URL}?v={mpy.stamp(data)}"
+    page = BUNDLE_FILES.sub(lambda _: f'"files": {{"{url}": "{BUNDLE_PATH}"}}', index_html, 1)
+    page = page.replace(PRELOADS, "\n".join([PRELOADS, PRELOAD % url]), 1)
+    code = MICROPYTHON_SCRIPT.search(page)
+    start = code.start(2) + len(code.group(2)) - len(code.group(2).lstrip("\n"))
+    return page[:start] + BUNDLE_UNPACK + page[start:]
+
+
 def versioned(index_html: str, root: Path) -> str:
-    """index.html as the page server sends it: each bytecode file in the MicroPython config's
-    [files] asked for as ``<url>?v=<version of its bytecode>``, which the server lets the browser
-    keep without asking again (``immutable``), so a warm load reads them from its cache with no
-    request at all. A file that does not compile keeps its plain URL, whose answer says why."""
+    """index.html with each bytecode file in the MicroPython config's [files] asked for as
+    ``<url>?v=<version of its bytecode>``, which the server lets the browser keep without asking
+    again (``immutable``). A file that does not compile keeps its plain URL, whose answer says
+    why. After the ``PRELOADS`` comment, a preload of each stamped URL, so that the files are
+    fetched while the interpreter compiles rather than after it."""
+    preloads = []
     for url in micropython_config(index_html)["files"]:
         name = mpy.source_of(url)
         if name is None:
@@ -91,6 +168,9 @@ def versioned(index_html: str, root: Path) -> str:
         except (mpy.CompileError, OSError):
             continue
         index_html = index_html.replace(f'"{url}": ', f'"{url}?v={stamp}": ', 1)
+        preloads.append(PRELOAD % f"{url}?v={stamp}")
+    if preloads:
+        index_html = index_html.replace(PRELOADS, "\n".join([PRELOADS, *preloads]), 1)
     return index_html
 
 

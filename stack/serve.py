@@ -14,8 +14,9 @@
   ``/local-stack.json``, its old name. It is ``no-store``: a secret stays out of every cache.
 - ``/main.mpy``, ``/directus_realtime/<name>.mpy`` and ``/page/<name>.mpy`` (mpy.SOURCES) are
   the .py compiled to MicroPython bytecode, which the MicroPython page imports without
-  compiling (stack/mpy.py). index.html is sent with their URLs stamped ``?v=<version of the
-  bytecode>`` (stack/pages.py), and a stamped URL that matches is ``immutable``.
+  compiling (stack/mpy.py); ``/bytecode.mpy`` is all of index.html's in one file. index.html is
+  sent asking for that bundle stamped ``?v=<its version>`` (stack/pages.py ``bundled``), and a
+  stamped URL that matches is ``immutable``.
 - ``/sw.js`` is the service worker (static/sw.js with this build's version and file list,
   stack/offline.py), ``no-cache``: the page opens from it with no network.
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
@@ -265,6 +266,9 @@ class Handler(BaseHTTPRequestHandler):
         if url_path in ("/config.json", "/local-stack.json"):
             self._local_stack(head)
             return
+        if url_path == pages.BUNDLE_URL[1:]:
+            self._bundle(urllib.parse.parse_qs(url.query).get("v", [""])[0], head)
+            return
         source = mpy.source_of(urllib.parse.unquote(url_path))
         if source is not None:
             self._bytecode(source, urllib.parse.parse_qs(url.query).get("v", [""])[0], head)
@@ -304,7 +308,7 @@ class Handler(BaseHTTPRequestHandler):
                     pass
 
     def _index(self, head: bool) -> None:
-        """index.html, its bytecode files asked for by version (pages.versioned)."""
+        """index.html, its bytecode in one bundle asked for by version (pages.bundled)."""
         try:
             html = build.index_page(self.root)  # what make dist writes, less its meta policy
         except (OSError, ValueError):
@@ -324,6 +328,19 @@ class Handler(BaseHTTPRequestHandler):
         tag = '"sw-' + hashlib.sha256(data).hexdigest()[:16] + '"'
         if not self._not_modified(tag, "no-cache"):
             self._send_bytes(200, data, "text/javascript; charset=utf-8", head, etag=tag)
+
+    def _bundle(self, wanted: str, head: bool) -> None:
+        """index.html's bytecode in one file (pages.bundle); kept for good by the browser when
+        asked for by its version (``wanted``)."""
+        try:
+            data = pages.bundle((self.root / "index.html").read_text(), self.root)
+        except (mpy.CompileError, OSError, ValueError) as error:
+            self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
+            return
+        tag = mpy.etag(data)
+        caching = IMMUTABLE if wanted == mpy.stamp(data) else "no-cache"
+        if not self._not_modified(tag, caching):
+            self._send_bytes(200, data, BINARY_TYPES[".mpy"], head, etag=tag, caching=caching)
 
     def _bytecode(self, name: str, wanted: str, head: bool) -> None:
         """The .mpy of the source ``name``; kept for good by the browser when asked for by its

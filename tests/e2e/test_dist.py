@@ -262,7 +262,7 @@ def test_nginx_sends_the_headers_a_meta_tag_cannot_carry(dist_site):
     with urllib.request.urlopen(origin + "/") as response:
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
         assert response.headers["Cache-Control"] == "no-cache"
-    with urllib.request.urlopen(origin + "/main.mpy") as response:
+    with urllib.request.urlopen(origin + "/bytecode.mpy") as response:
         assert "immutable" in response.headers["Cache-Control"]
     with urllib.request.urlopen(origin + "/static/runtime/micropython/micropython.wasm") as r:
         assert r.headers["Content-Type"] == "application/wasm"

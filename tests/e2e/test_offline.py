@@ -153,7 +153,7 @@ def test_the_page_server_sends_the_worker_with_its_build(stack):
         assert response.headers["Cache-Control"] == "no-cache"
         worker = response.read().decode()
     assert 'const VERSION = "unbuilt"' not in worker
-    assert '"./main.mpy?v=' in worker and '"./config.json"' in worker
+    assert '"./bytecode.mpy?v=' in worker and '"./config.json"' in worker
     with urllib.request.urlopen(stack["app_url"] + "static/manifest.webmanifest") as response:
         assert response.headers["Content-Type"].startswith("application/manifest+json")
         manifest = json.loads(response.read())

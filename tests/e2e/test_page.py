@@ -306,15 +306,13 @@ def test_no_request_leaves_localhost(open_page, stack):
 
 
 def test_the_page_runs_the_library_from_micropython_bytecode(open_page, stack):
-    """index.html's [files] are .mpy, compiled by the page server (stack/mpy.py)."""
+    """index.html's [files] are .mpy, compiled by the page server (stack/mpy.py) and sent in
+    one bundle (stack/pages.py): the page asks for it and for no Python source."""
     probe = ready_page(open_page, stack)
-    library = {
-        urllib.parse.urlsplit(url).path
-        for url in probe.requests
-        if urllib.parse.urlsplit(url).path.startswith("/directus_realtime/")
-    }
-    assert {"/directus_realtime/client.mpy", "/directus_realtime/protocol.mpy"} <= library
-    assert [path for path in library if not path.endswith(".mpy")] == []
+    paths = {urllib.parse.urlsplit(url).path for url in probe.requests}
+    assert "/bytecode.mpy" in paths
+    assert [path for path in paths if path.endswith(".py")] == []
+    assert [path for path in paths if path.startswith(("/directus_realtime/", "/page/"))] == []
 
 
 # ----- 7. create_item refuses bad input and sends nothing -----

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from websockets.sync.client import connect as ws_connect
 import stack as local_stack
 from stack import credentials, directus, mpy, paths, procs, serve
 from stack.api import DirectusAPI
-from stack.pages import micropython_config
+from stack.pages import BUNDLE_PATH, BUNDLE_URL, bundle, micropython_config
 from stack.provision import COLLECTION, EXAMPLE_COLLECTION, POLICIES, provision
 
 OUR_POLICIES = list(POLICIES)
@@ -312,17 +311,27 @@ def test_page_server_answers_the_page_package_as_micropython_bytecode(page_serve
 
 
 def test_page_server_sends_the_bytecode_urls_stamped_and_keeps_them_for_good(page_server):
-    """index.html goes out with ?v=<version> on each .mpy URL; that URL may be cached for good,
-    any other answer for the same file is revalidated (a stale or made-up stamp included)."""
+    """index.html goes out with its bytecode in one bundle asked for as ?v=<version>; that URL,
+    and each single .mpy's stamped one, may be cached for good; any other answer for the same
+    file is revalidated (a stale or made-up stamp included)."""
     status, headers, body = get(page_server, "/")
     assert status == 200 and headers["cache-control"] == "no-cache"
-    stamped = re.findall(r'"\./([\w/]+\.mpy)\?v=([0-9a-f]{16})": ', body.decode())
-    files = micropython_config((paths.ROOT / "index.html").read_text())["files"]
-    assert {f"./{path}" for path, _ in stamped} == set(files)
-    assert "main.mpy" in dict(stamped)
-    for path, stamp in stamped:
-        status, headers, data = get(page_server, f"/{path}?v={stamp}")
-        assert status == 200 and data[:2] == b"M\x06", path
+    index = (paths.ROOT / "index.html").read_text()
+    assert micropython_config(body.decode())["files"] == {
+        f"{BUNDLE_URL}?v={mpy.stamp(bundle(index, paths.ROOT))}": BUNDLE_PATH
+    }
+    (url,) = micropython_config(body.decode())["files"]
+    status, headers, data = get(page_server, url[1:])
+    assert status == 200 and data == bundle(index, paths.ROOT)
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    for query in ("", "?v=0000000000000000"):
+        status, headers, _ = get(page_server, BUNDLE_URL[1:] + query)
+        assert status == 200 and headers["cache-control"] == "no-cache"
+
+    for path in micropython_config(index)["files"]:
+        _, _, data = get(page_server, path[1:])
+        status, headers, stamped = get(page_server, f"{path[1:]}?v={mpy.stamp(data)}")
+        assert status == 200 and stamped == data and data[:2] == b"M\x06", path
         assert headers["cache-control"] == "public, max-age=31536000, immutable", path
     for query in ("", "?v=0000000000000000"):
         status, headers, _ = get(page_server, "/main.mpy" + query)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 
 import pytest
 
 from stack import mpy, paths
 from stack.pages import (
+    BUNDLE_PATH,
+    BUNDLE_UNPACK,
+    BUNDLE_URL,
     MICROPYTHON_SCRIPT,
     PYODIDE_SCRIPT,
+    bundle,
+    bundled,
     bytecode_sources,
     micropython_config,
     pyodide_page,
@@ -89,8 +95,53 @@ def test_the_server_stamps_each_bytecode_url_with_its_version(tmp_path):
         assert plain == path
         assert stamp == mpy.stamp(mpy.compiled_in(paths.ROOT, mpy.source_of(plain)))
 
+    # Each stamped URL is also preloaded (fetched while the interpreter compiles), the same
+    # request PyScript's fetch() then makes.
+    for url in files:
+        assert f'<link rel="preload" href="{url}" as="fetch" crossorigin>' in page
+
     # No source to compile (here: an empty root): the plain URL, whose answer says why.
     assert versioned(INDEX, tmp_path) == INDEX
+
+
+def test_the_page_gets_its_bytecode_in_one_stamped_preloaded_bundle(tmp_path):
+    """What the page server and make dist send: [files] is one bundle of every file's bytecode,
+    under the path each file had, stamped with the bundle's version and preloaded; the Python
+    writes the files out before main.py is imported."""
+    page = bundled(INDEX, paths.ROOT)
+    data = bundle(INDEX, paths.ROOT)
+    url = f"{BUNDLE_URL}?v={mpy.stamp(data)}"
+    assert micropython_config(page)["files"] == {url: BUNDLE_PATH}
+    assert f'<link rel="preload" href="{url}" as="fetch" crossorigin>' in page
+    code = MICROPYTHON_SCRIPT.search(page).group(2)
+    assert code.strip().startswith(BUNDLE_UNPACK.strip())
+    assert code.strip().endswith("from main import start\nawait start()")
+
+    unpacked, at = {}, 0
+    while at < len(data):
+        eol = data.index(b"\n", at)
+        size_end = data.index(b"\n", eol + 1)
+        end = size_end + 1 + int(data[eol + 1 : size_end])
+        unpacked["./" + data[at:eol].decode()] = data[size_end + 1 : end]
+        at = end
+    files = micropython_config(INDEX)["files"]
+    assert unpacked == {
+        path: mpy.compiled_in(paths.ROOT, mpy.source_of(url)) for url, path in files.items()
+    }
+
+    # The unpacking, run by CPython on the bundle: the same files, folders made as needed.
+    (tmp_path / BUNDLE_PATH).write_bytes(data)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(BUNDLE_UNPACK, {})
+    finally:
+        os.chdir(cwd)
+    for path, content in unpacked.items():
+        assert (tmp_path / path).read_bytes() == content
+
+    # A file that does not compile (here: an empty root): each file on its own, plain URLs.
+    assert bundled(INDEX, tmp_path) == INDEX
 
 
 def with_files(index_html: str, urls: list[str]) -> str:
