@@ -49,7 +49,10 @@ class Page:
         self.pending_check = browser.Timer(lambda: self.view.mark_pending())
         self.online_check = browser.Timer(lambda: self.check_online())
         self.config = {}  # where to connect and how to sign in (page.settings.checked)
-        self.from_query = False  # whether the query string held complete settings
+        # Whether the settings came from the query string or config.json: the tab then keeps
+        # them, so that a reload connects again (also offline, when config.json is the service
+        # worker's copy, which holds no token).
+        self.keep_in_tab = False
         self.window_size = settings.HISTORY  # rows in the live query's window
         self.directus = None
         self.live = None
@@ -76,7 +79,7 @@ class Page:
             found = settings.from_query(
                 browser.query_params(settings.NAMES + ("history",)), browser.warn
             )
-            self.from_query = settings.complete(found)
+            self.keep_in_tab = settings.complete(found)
             if not settings.complete(found):
                 for storage in browser.storages():
                     raw = browser.read_storage(storage, settings.KEY) if storage else None
@@ -87,6 +90,7 @@ class Page:
                 local = await browser.fetch_json("./config.json")
                 if local:
                     found = settings.with_local_stack(found, local)
+                    self.keep_in_tab = settings.complete(found)
             self.config = settings.checked(found)
         except settings.SettingsError as error:
             self.screen.url = str(found.get("url") or "")
@@ -153,9 +157,9 @@ class Page:
         remembered = bool(self.local and browser.read_storage(self.local, settings.KEY))
         self.screen.show_settings(self.config, remembered)
         session = browser.storages()[0]
-        if self.from_query and session:
-            # The secrets have left the address bar: this tab keeps them, as the Settings
-            # panel does, so that a reload connects again.
+        if self.keep_in_tab and session:
+            # As the Settings panel does: the secrets have left the address bar, and the
+            # service worker's config.json holds none.
             browser.write_storage(session, settings.KEY, json.dumps(settings.to_save(self.config)))
         if self.outbox.others_waiting():
             self.second_look.start(SECOND_LOOK_MS)  # another tab's, or one still closing
