@@ -99,11 +99,16 @@ def assert_no_token_cached(page, stack: dict) -> None:
     assert json.loads(config[0]) == {"directus_url": stack["directus_url"]}
 
 
-def test_the_page_opens_offline_and_sends_a_write_made_there_once(engine, stack, record_property):
+@pytest.mark.parametrize("opened_with", ["query string", "config.json"])
+def test_the_page_opens_offline_and_sends_a_write_made_there_once(
+    engine, stack, record_property, opened_with
+):
+    """Opened with ``?url=&token=``, or with nothing (the page server's config.json names the
+    Directus and its token; the worker's copy holds no token, and the tab keeps the settings)."""
     page = engine.session()
     try:
         query = urllib.parse.urlencode({"url": stack["directus_url"], "token": stack["token"]})
-        page.goto(stack["app_url"] + "?" + query)
+        page.goto(stack["app_url"] + ("?" + query if opened_with == "query string" else ""))
         wait_subscribed(page)
         wait_worker(page)
         assert_no_token_cached(page, stack)
