@@ -101,6 +101,16 @@ class Changes:
         assert str(self.created["id"]) in shown
 
 
+def refuse(ws: Any) -> None:
+    """Close a routed WebSocket the page just opened, before it reaches the server. Inside the
+    route handler, Playwright 1.64.1's sync ``close()`` waits for an answer that its dispatcher,
+    busy running the handler, never reads (the test hung there); the same message is sent
+    without waiting."""
+    ws._impl_obj._channel.send_no_reply(
+        "closePage", None, {"code": None, "reason": None, "wasClean": True}
+    )
+
+
 class SocketCutter:
     """Every WebSocket of the page through Playwright: ``cut()`` closes them and refuses new
     ones (as a network drop does) until ``mend()``."""
@@ -113,7 +123,7 @@ class SocketCutter:
     def route(self, ws: Any) -> None:
         if self.refusing:
             self.refused += 1
-            ws.close()
+            refuse(ws)
             return
         self.open.append((ws, ws.connect_to_server()))
 
