@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from directus_realtime import DirectusError
+from directus_realtime import ConnectionFailed, DirectusError
 from tests.unit.test_client import connected, run, settle
 
 QUERY = {"fields": ["id", "text", "date_updated"], "sort": ["id"], "limit": 10}
@@ -174,5 +174,36 @@ def test_live_snapshot_store_restores_rows_before_the_first_init():
         assert [r["id"] for r in again.rows] == ["a", "b"] and not again.current
         assert got[0].reason == "restore"
         again.close()
+
+    run(scenario())
+
+
+def test_live_write_the_outbox_keeps_stays_pending_until_it_is_sent_again():
+    async def scenario():
+        client, transport = await connected()
+        live, changes, uid = await live_on(transport, client)
+        init(transport, uid, rows("a"))
+        transport.current.closed_by_server(1006)
+        waiter = live.create({"text": "kept"})  # queued for the connection
+        (new_id,) = live.pending
+        client.disconnect()  # the outbox keeps it for the next connection
+        try:
+            await waiter
+        except ConnectionFailed:
+            pass
+        else:
+            raise AssertionError("the caller did not hear of the stop")
+        assert live.is_pending(new_id) and new_id in [r["id"] for r in live.rows]
+        task = asyncio.ensure_future(client.connect())
+        await settle()
+        transport.current.opened()
+        transport.current.message({"type": "auth", "status": "ok"})
+        await task
+        create = transport.current.last("items")
+        assert create["action"] == "create" and create["data"]["id"] == new_id
+        stored = {"id": new_id, "text": "kept", "date_updated": None}
+        transport.current.message({"type": "items", "data": stored, "uid": create["uid"]})
+        assert not live.pending and changes[-1].reason == "confirm"
+        live.close()
 
     run(scenario())
