@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from .client import RealtimeClient, Subscription
 
 
+# Collections whose key Directus numbers itself (it refused a client-chosen id): creates are
+# sent without an id.
+_NUMBERED = set()  # type: set[str]
+
+
 class LiveQuery:
     """The rows of one query, kept equal to what the server would answer now.
 
@@ -123,10 +128,51 @@ class LiveQuery:
         """Create a row (with a client id when ``data`` has none); shown at once as pending.
         The Waiter gives the stored row, or raises what made Directus refuse it."""
         data = dict(data)
-        if data.get("id") is None:
+        own_id = data.get("id") is None
+        if own_id:
             data["id"] = new_id()
         wid = self._window.write("create", data["id"], data, _now())
-        return self._track(wid, self._client.create(self.collection, data), "create", data["id"])
+        if own_id and self.collection in _NUMBERED:
+            return self._track(wid, self._create_numbered(data), "create", data["id"])
+        waiter = self._client.create(self.collection, data)
+        if own_id:
+            waiter = self._unless_numbered(waiter, data)
+        return self._track(wid, waiter, "create", data["id"])
+
+    def _create_numbered(self, data: "dict[str, Any]") -> Waiter:
+        """Send without the local id (the collection numbers its rows); the pending row keeps
+        the local id until the stored row replaces it. A repeat could store it twice: Directus
+        numbering its rows makes such creates at-least-once."""
+        sent = dict(data)
+        sent.pop("id", None)
+        return self._client.create(self.collection, sent)
+
+    def _unless_numbered(self, waiter: Waiter, data: "dict[str, Any]") -> Waiter:
+        """A collection whose key Directus numbers refuses a client-chosen id (FORBIDDEN, or
+        INVALID_PAYLOAD): learn it for the collection and send again without one."""
+        out = Waiter()
+
+        def settle(done: Waiter) -> None:
+            error = done.exception()
+            code = getattr(error, "code", None)
+            if error is not None and code in ("FORBIDDEN", "INVALID_PAYLOAD"):
+                again = self._create_numbered(data)
+                again.add_done_callback(settle_again)
+            elif error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(done.result())
+
+        def settle_again(done: Waiter) -> None:
+            error = done.exception()
+            if error is not None:
+                out.set_exception(error)
+            else:
+                _NUMBERED.add(self.collection)  # stored without an id: the key is numbered
+                out.set_result(done.result())
+
+        waiter.add_done_callback(settle)
+        return out
 
     def update(self, item_id: "Any", data: "dict[str, Any]") -> Waiter:
         wid = self._window.write("update", item_id, dict(data), _now())

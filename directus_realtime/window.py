@@ -677,6 +677,8 @@ class LiveWindow(_Checks):
         if write is None:
             return
         item_id = str(write.id)
+        if write.op == "create" and self._keyed(row):
+            item_id = self._id(row)  # Directus numbered it: the stored row replaces the local id
         if not write.seen and self.subscribed:
             self._overdue[item_id] = now + EVENT_GRACE
         if write.op == "delete":

@@ -207,3 +207,35 @@ def test_live_write_the_outbox_keeps_stays_pending_until_it_is_sent_again():
         live.close()
 
     run(scenario())
+
+
+def test_live_create_on_a_numbered_key_is_sent_again_without_an_id_and_learned():
+    async def scenario():
+        from directus_realtime import live as live_module
+
+        live_module._NUMBERED.discard("messages")
+        client, transport = await connected()
+        live, changes, uid = await live_on(transport, client)
+        init(transport, uid, rows("a"))
+        waiter = live.create({"text": "mine"})
+        first = transport.current.last("items")
+        local_id = first["data"]["id"]
+        error = {"code": "FORBIDDEN", "message": "You don't have permission"}
+        transport.current.message(
+            {"type": "items", "status": "error", "error": error, "uid": first["uid"]}
+        )
+        again = transport.current.last("items")
+        assert again["action"] == "create" and "id" not in again["data"]
+        assert live.is_pending(local_id)
+        stored = {"id": 7, "text": "mine", "date_updated": None}
+        transport.current.message({"type": "items", "data": stored, "uid": again["uid"]})
+        assert await waiter == stored
+        assert not live.pending and 7 in [r["id"] for r in live.rows]
+        assert local_id not in [r["id"] for r in live.rows]
+        # Learned for the collection: the next create goes without an id at once.
+        live.create({"text": "next"})
+        assert "id" not in transport.current.last("items")["data"]
+        live.close()
+        live_module._NUMBERED.discard("messages")
+
+    run(scenario())
