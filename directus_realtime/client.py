@@ -712,7 +712,7 @@ class _WriteOutbox:
         return waiter
 
     def _attempt(self, seq: int) -> None:
-        entry, waiter = self._writes[seq]
+        entry = self._writes[seq][0]
         message = entry["message"]
         repeatable = w.idempotent(message)
         attempt = self._client.request(message, retry=repeatable)
@@ -720,6 +720,7 @@ class _WriteOutbox:
         def settle(done: Waiter) -> None:
             if seq not in self._writes:
                 return
+            waiter: Waiter = self._writes[seq][1]
             error = done.exception()
             action = message.get("action")
             outcome = w.write_outcome(action, error, entry["sent"], repeatable)
@@ -732,13 +733,16 @@ class _WriteOutbox:
                     self._attempt(seq)
                 return
             if outcome == w.KEEP:
+                # The caller hears of the stop; whoever still follows the write (a live query)
+                # finds it in pending_writes() with a new waiter, settled when it is sent.
                 self._kept.append(seq)
+                self._writes[seq][1] = Waiter()
             else:
                 self._writes.pop(seq, None)
                 self._save()
             if outcome == w.STORED:
                 waiter.set_result(done.result() if error is None else {"data": None})
-            else:
+            elif error is not None:
                 waiter.set_exception(error)
 
         entry["sent"] = entry["sent"] or self._client.is_connected

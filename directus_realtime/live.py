@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from .client import RealtimeClient, Subscription
 
 
+# Collections whose key Directus numbers itself (it refused a client-chosen id): creates are
+# sent without an id.
+_NUMBERED = set()  # type: set[str]
+
+
 class LiveQuery:
     """The rows of one query, kept equal to what the server would answer now.
 
@@ -123,18 +128,60 @@ class LiveQuery:
         """Create a row (with a client id when ``data`` has none); shown at once as pending.
         The Waiter gives the stored row, or raises what made Directus refuse it."""
         data = dict(data)
-        if data.get("id") is None:
+        own_id = data.get("id") is None
+        if own_id:
             data["id"] = new_id()
         wid = self._window.write("create", data["id"], data, _now())
-        return self._track(wid, self._client.create(self.collection, data))
+        if own_id and self.collection in _NUMBERED:
+            return self._track(wid, self._create_numbered(data), "create", data["id"])
+        waiter = self._client.create(self.collection, data)
+        if own_id:
+            waiter = self._unless_numbered(waiter, data)
+        return self._track(wid, waiter, "create", data["id"])
+
+    def _create_numbered(self, data: "dict[str, Any]") -> Waiter:
+        """Send without the local id (the collection numbers its rows); the pending row keeps
+        the local id until the stored row replaces it. A repeat could store it twice: Directus
+        numbering its rows makes such creates at-least-once."""
+        sent = dict(data)
+        sent.pop("id", None)
+        return self._client.create(self.collection, sent)
+
+    def _unless_numbered(self, waiter: Waiter, data: "dict[str, Any]") -> Waiter:
+        """A collection whose key Directus numbers refuses a client-chosen id (FORBIDDEN, or
+        INVALID_PAYLOAD): learn it for the collection and send again without one."""
+        out = Waiter()
+
+        def settle(done: Waiter) -> None:
+            error = done.exception()
+            code = getattr(error, "code", None)
+            if error is not None and code in ("FORBIDDEN", "INVALID_PAYLOAD"):
+                again = self._create_numbered(data)
+                again.add_done_callback(settle_again)
+            elif error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(done.result())
+
+        def settle_again(done: Waiter) -> None:
+            error = done.exception()
+            if error is not None:
+                out.set_exception(error)
+            else:
+                _NUMBERED.add(self.collection)  # stored without an id: the key is numbered
+                out.set_result(done.result())
+
+        waiter.add_done_callback(settle)
+        return out
 
     def update(self, item_id: "Any", data: "dict[str, Any]") -> Waiter:
         wid = self._window.write("update", item_id, dict(data), _now())
-        return self._track(wid, self._client.update(self.collection, dict(data), id=item_id))
+        waiter = self._client.update(self.collection, dict(data), id=item_id)
+        return self._track(wid, waiter, "update", item_id)
 
     def delete(self, item_id: "Any") -> Waiter:
         wid = self._window.write("delete", item_id, None, _now())
-        return self._track(wid, self._client.delete(self.collection, id=item_id))
+        return self._track(wid, self._client.delete(self.collection, id=item_id), "delete", item_id)
 
     def _adopt(self, message: "dict[str, Any]", waiter: Waiter) -> None:
         """Show a write made before this live query (restored from the outbox store)."""
@@ -147,7 +194,7 @@ class LiveQuery:
         wid = self._window.write(
             str(action), item_id, data if isinstance(data, dict) else None, _now()
         )
-        self._track(wid, _then(waiter, _data_of))
+        self._track(wid, _then(waiter, _data_of), str(action), item_id)
 
     def close(self) -> None:
         """Stop following the query (the rows stay as they are)."""
@@ -190,7 +237,7 @@ class LiveQuery:
             self._window.disconnected(_now())
             self._drain()
 
-    def _track(self, wid: int, waiter: Waiter) -> Waiter:
+    def _track(self, wid: int, waiter: Waiter, action: str, item_id: "Any") -> Waiter:
         out = Waiter()
 
         def settle(done: Waiter) -> None:
@@ -199,14 +246,43 @@ class LiveQuery:
                 row = done.result()
                 self._window.write_done(wid, row, _now())
                 out.set_result(row)
+                self._drain()
+                return
+            out.set_exception(error)
+            kept = self._kept_write(action, item_id)
+            if kept is not None:  # the outbox keeps it (stopped, or sign-in refused): pending
+                _then(kept, _data_of).add_done_callback(later)
+                return
+            self._window.write_failed(wid, error, _now())
+            self._drain()
+
+        def later(done: Waiter) -> None:
+            error = done.exception()
+            if error is None:
+                self._window.write_done(wid, done.result(), _now())
             else:
+                kept = self._kept_write(action, item_id)
+                if kept is not None:
+                    _then(kept, _data_of).add_done_callback(later)
+                    return
                 self._window.write_failed(wid, error, _now())
-                out.set_exception(error)
             self._drain()
 
         waiter.add_done_callback(settle)
         self._drain()
         return out
+
+    def _kept_write(self, action: str, item_id: "Any") -> "Waiter | None":
+        """The waiter of this write when the client's outbox still keeps it, unsettled."""
+        for message, waiter in self._client.pending_writes():
+            if message.get("collection") != self.collection or message.get("action") != action:
+                continue
+            data = message.get("data")
+            key = data.get("id") if action == "create" and isinstance(data, dict) else None
+            key = key if key is not None else message.get("id")
+            if key is not None and str(key) == str(item_id) and not waiter.done():
+                return waiter
+        return None
 
     def _drain(self) -> None:
         if self._closed:

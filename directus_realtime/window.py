@@ -52,6 +52,10 @@ CHECK_EVERY = 30.0  # seconds between two checks while subscribed
 # After Directus answered a write made here, its event is overdue this long after: a check then
 # reads the window (the event was lost, or the row is outside the filter and none will come).
 EVENT_GRACE = 3.0
+# No frame the live query asks for carries more rows than this: the subscription's ``init``
+# carries the newest part of a bigger window, reads come in pages (a 10,000-row ``init`` is a
+# 1.3 MB frame, more than MicroPython can decode).
+PAGE_ROWS = 1000
 REASONS = ("restore", "initial", "event", "catch-up", "check", "write", "confirm", "rollback")
 
 
@@ -227,6 +231,12 @@ class _Checks:
         _fingerprint: str | None
         _light: list[dict[str, Any]]
         _must_read: bool
+        _pages: list[Any]
+        _asked: int
+
+        def _capped(self) -> bool: ...
+
+        _chunks: list[list[Any]]
 
         def _keyed(self, row: Any) -> bool: ...
         def _id(self, row: dict[str, Any]) -> str: ...
@@ -254,17 +264,43 @@ class _Checks:
         return query
 
     def _read_window(self, now: float) -> None:
-        query = dict(self.query)
-        if self._fingerprintable():
-            query["fields"] = [self.key, self.updated_field]
-            self._ask("ids", query)
-        else:
-            self._ask("window", query)
+        self._pages = []
+        self._asked = 0
+        self._ask_page("ids" if self._fingerprintable() else "window", True)
 
-    def _ask(self, phase: str, query: "dict[str, Any]") -> None:
+    def _page_query(self, phase: str) -> "dict[str, Any] | None":
+        """The read of the window's next page (None: the window is read), at most
+        ``PAGE_ROWS`` rows; a query without ``limit`` is read in one (Directus's default)."""
+        query = dict(self.query)
+        if phase == "ids":
+            query["fields"] = [self.key, self.updated_field]
+        limit = query.get("limit")
+        asked, self._asked = self._asked, self._asked + 1
+        done = len(self._pages)
+        if asked and (not self._capped() or done < asked * PAGE_ROWS):
+            return None  # one read was the window; or a short page is the end of the rows
+        if not self._capped():
+            return query
+        if not isinstance(limit, int) or (limit >= 0 and done >= limit):
+            return None  # the window is full
+        query["limit"] = PAGE_ROWS if limit < 0 else min(PAGE_ROWS, limit - done)
+        offset = query.get("offset")
+        query["offset"] = (offset if isinstance(offset, int) else 0) + done
+        query.pop("page", None)
+        return query
+
+    def _ask_page(self, phase: str, first: bool) -> bool:
+        query = self._page_query(phase)
+        if query is None:
+            return False
+        self._ask(phase, query, first)
+        return True
+
+    def _ask(self, phase: str, query: "dict[str, Any]", first: bool = True) -> None:
         self._tag += 1
         self._running = (phase, self._tag)
-        self._sent[phase] = self._seq  # events counted after this may be newer than the read
+        if first:  # events counted after this may be newer than the read
+            self._sent[phase] = self._seq
         message: dict[str, Any] = {"type": "items", "collection": self.collection}
         message["action"] = "read"
         message["query"] = query
@@ -287,13 +323,22 @@ class _Checks:
         if not wanted:
             self._apply_window(light, [], now)
             return
+        self._pages = []
+        self._chunks = [wanted[i : i + PAGE_ROWS] for i in range(0, len(wanted), PAGE_ROWS)]
+        self._ask_rows(True)
+
+    def _ask_rows(self, first: bool) -> None:
+        """Read the next chunk of the changed rows by id (at most ``PAGE_ROWS``)."""
+        wanted = self._chunks.pop(0)
         query = dict(self.query)
         query.pop("sort", None)
+        query.pop("offset", None)
+        query.pop("page", None)
         query["limit"] = len(wanted)
         own = self._filter()
         by_id = {self.key: {"_in": wanted}}
         query["filter"] = {"_and": [own, by_id]} if own else by_id
-        self._ask("rows", query)
+        self._ask("rows", query, first)
 
     def _apply_window(self, order: "Any", fetched: "Any", now: float) -> None:
         """The server's window: ``order`` its rows (full rows, or ``[id, updated]`` with the
@@ -405,6 +450,9 @@ class LiveWindow(_Checks):
         self._sent: dict[str, int] = {}  # read phase -> the event count when it was sent
         self._fingerprint = None  # the one this check got
         self._light = []  # the light read being completed
+        self._pages = []  # the rows of the read's pages so far
+        self._asked = 0  # pages of the read asked for
+        self._chunks = []  # ids still to read by id, in chunks of PAGE_ROWS
         self._overdue: dict[str, float] = {}  # id of an answered write -> event due
         self._must_read = False  # the next check reads the window, whatever the fingerprint
 
@@ -429,8 +477,16 @@ class LiveWindow(_Checks):
         return any(str(w.id) == item_id for w in self._writes)
 
     def subscribe_message(self) -> "dict[str, Any]":
-        """What to subscribe with: no ``event``, so that ``init`` carries the rows."""
-        return {"type": "subscribe", "collection": self.collection, "query": dict(self.query)}
+        """What to subscribe with: no ``event``, so that ``init`` carries the rows (at most
+        ``PAGE_ROWS``: the newest part of a bigger window; a read brings the rest)."""
+        query = dict(self.query)
+        if self._capped():
+            query["limit"] = PAGE_ROWS
+        return {"type": "subscribe", "collection": self.collection, "query": query}
+
+    def _capped(self) -> bool:
+        limit = self.query.get("limit")
+        return isinstance(limit, int) and (limit < 0 or limit > PAGE_ROWS)
 
     def actions(self) -> "list[Read | Change]":
         """Drain what to do and what to report, in order."""
@@ -476,7 +532,8 @@ class LiveWindow(_Checks):
                         self._base[self._id(row)] = row
             self._trim()
             self.subscribed = True
-            self.stale = False
+            # An init cut at PAGE_ROWS holds the newest part of the window: read the rest.
+            self.stale = self._capped() and isinstance(data, list) and len(data) >= PAGE_ROWS
             self._running = None
             self._baseline = None  # the next check compares the rows themselves
             self._check_at = now  # init is read before Directus registers the subscription
@@ -575,12 +632,26 @@ class LiveWindow(_Checks):
                 return
             self._fingerprint = fingerprint
             self._read_window(now)
-        elif phase == "window":
-            self._apply_window(data, None, now)
-        elif phase == "ids":
-            self._apply_ids(data, now)
+        elif phase in ("window", "ids"):
+            if not isinstance(data, list):
+                self._finished(now)
+                return
+            self._pages.extend(data)
+            if self._ask_page(phase, False):
+                return
+            pages, self._pages = self._pages, []
+            if phase == "window":
+                self._apply_window(pages, None, now)
+            else:
+                self._apply_ids(pages, now)
         elif phase == "rows":
-            self._apply_window(self._light, data, now)
+            if isinstance(data, list):
+                self._pages.extend(data)
+            if self._chunks:
+                self._ask_rows(False)
+                return
+            fetched, self._pages = self._pages, []
+            self._apply_window(self._light, fetched, now)
 
     def failed(self, tag: int, error: "BaseException", now: float) -> None:
         if self._running is None or self._running[1] != tag:
@@ -606,6 +677,8 @@ class LiveWindow(_Checks):
         if write is None:
             return
         item_id = str(write.id)
+        if write.op == "create" and self._keyed(row):
+            item_id = self._id(row)  # Directus numbered it: the stored row replaces the local id
         if not write.seen and self.subscribed:
             self._overdue[item_id] = now + EVENT_GRACE
         if write.op == "delete":

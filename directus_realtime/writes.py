@@ -13,7 +13,7 @@ are JSON-serialisable and their format belongs to this module.
 
 import json
 
-from .errors import ConnectionFailed, DirectusError, OutboxFull
+from .errors import AuthenticationError, ConnectionFailed, DirectusError, OutboxFull
 
 # typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
 TYPE_CHECKING = False
@@ -27,6 +27,16 @@ REFUSED = "refused"
 
 # Directus codes that say "not now" rather than "no".
 TRANSIENT = ("REQUESTS_EXCEEDED", "SERVICE_UNAVAILABLE", "INTERNAL_SERVER_ERROR", "TOKEN_EXPIRED")
+
+# Directus codes of a refused sign-in: they are about the connection's credentials, not the
+# write, so the write waits (in the store) for new credentials instead of being refused.
+SIGN_IN_REFUSED = (
+    "AUTH_FAILED",
+    "INVALID_CREDENTIALS",
+    "TOKEN_EXPIRED",
+    "INVALID_TOKEN",
+    "AUTH_TIMEOUT",
+)
 
 
 def idempotent(message: "dict[str, Any]") -> bool:
@@ -53,14 +63,19 @@ def write_outcome(
     again, if the write is ``repeatable`` (``idempotent``), else refused with that error (it
     may or may not have been stored). ``disconnect()`` or a client that gave up: kept for the
     next session.
+    A refused sign-in (``AuthenticationError``, or a code of ``SIGN_IN_REFUSED``) is about the
+    credentials, not the write: kept for new credentials, unless the write is not
+    ``repeatable`` and may have been carried out already.
     (``RECORD_NOT_UNIQUE`` on a create never gets here as such: the core reads the row back
     and answers with it, or with this error when the row is not what was written.)
     """
     if error is None:
         return STORED
     if isinstance(error, DirectusError):
-        if error.code in TRANSIENT:
+        if error.code in TRANSIENT and not isinstance(error, AuthenticationError):
             return RETRY
+        if isinstance(error, AuthenticationError) or error.code in SIGN_IN_REFUSED:
+            return KEEP if repeatable or not sent_before else REFUSED
         if action == "delete" and sent_before and error.code in ("FORBIDDEN", "NOT_FOUND"):
             return STORED
         return REFUSED

@@ -197,7 +197,9 @@ class Page:
             older = self.document.getElementById("load-older")
             older.hidden = len(self.live.rows) < self.window_size
         if self.exactly_once is None:
-            exactly_once = delivery_of(self.live.rows[:20])
+            # Only stored rows tell (a pending create shows the library's local id).
+            stored = [r for r in self.live.rows[:20] if not self.live.is_pending(r.get("id"))]
+            exactly_once = delivery_of(stored)
             if exactly_once is not None:
                 self.exactly_once = exactly_once
                 self.screen.delivery(exactly_once)

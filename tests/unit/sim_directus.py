@@ -56,6 +56,7 @@ class SimDirectus:
         self.has_updated = has_updated
         self.reads: list[dict[str, Any]] = []  # every read asked, for the cost figures
         self.bytes_out = 0
+        self.most_rows = 0  # the most rows one answer (init or read) carried
 
     def _stamp(self) -> str:
         self.clock += 1
@@ -115,10 +116,15 @@ class SimDirectus:
             sort = query.get("sort") or ["id"]
             fields = [(s[1:], True) if s.startswith("-") else (s, False) for s in sort]
             rows = sort_rows(rows, fields)
+            offset = query.get("offset")
+            if isinstance(offset, int) and offset > 0:
+                rows = rows[offset:]
             limit = query.get("limit")
             if isinstance(limit, int) and limit >= 0:
                 rows = rows[:limit]
             answer = [self._fields(r, query.get("fields")) for r in rows]
+            if count:
+                self.most_rows = max(self.most_rows, len(answer))
         if count:
             self.bytes_out += len(json.dumps({"type": "items", "data": answer, "uid": "1"}))
         return answer
@@ -194,7 +200,10 @@ class LiveClient:
         """A (re)subscription: Directus's init carries the window."""
         self.connected = True
         self.held = []
-        message = {"type": "subscription", "event": "init", "data": self.sim.answer(self.query)}
+        query = self.window.subscribe_message()["query"]
+        data = self.sim.answer(query)
+        self.sim.most_rows = max(self.sim.most_rows, len(data))
+        message = {"type": "subscription", "event": "init", "data": data}
         self.window.subscribed_message(message, self.now)
         self.pump()
 

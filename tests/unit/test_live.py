@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from directus_realtime import DirectusError
+from directus_realtime import ConnectionFailed, DirectusError
 from tests.unit.test_client import connected, run, settle
 
 QUERY = {"fields": ["id", "text", "date_updated"], "sort": ["id"], "limit": 10}
@@ -174,5 +174,68 @@ def test_live_snapshot_store_restores_rows_before_the_first_init():
         assert [r["id"] for r in again.rows] == ["a", "b"] and not again.current
         assert got[0].reason == "restore"
         again.close()
+
+    run(scenario())
+
+
+def test_live_write_the_outbox_keeps_stays_pending_until_it_is_sent_again():
+    async def scenario():
+        client, transport = await connected()
+        live, changes, uid = await live_on(transport, client)
+        init(transport, uid, rows("a"))
+        transport.current.closed_by_server(1006)
+        waiter = live.create({"text": "kept"})  # queued for the connection
+        (new_id,) = live.pending
+        client.disconnect()  # the outbox keeps it for the next connection
+        try:
+            await waiter
+        except ConnectionFailed:
+            pass
+        else:
+            raise AssertionError("the caller did not hear of the stop")
+        assert live.is_pending(new_id) and new_id in [r["id"] for r in live.rows]
+        task = asyncio.ensure_future(client.connect())
+        await settle()
+        transport.current.opened()
+        transport.current.message({"type": "auth", "status": "ok"})
+        await task
+        create = transport.current.last("items")
+        assert create["action"] == "create" and create["data"]["id"] == new_id
+        stored = {"id": new_id, "text": "kept", "date_updated": None}
+        transport.current.message({"type": "items", "data": stored, "uid": create["uid"]})
+        assert not live.pending and changes[-1].reason == "confirm"
+        live.close()
+
+    run(scenario())
+
+
+def test_live_create_on_a_numbered_key_is_sent_again_without_an_id_and_learned():
+    async def scenario():
+        from directus_realtime import live as live_module
+
+        live_module._NUMBERED.discard("messages")
+        client, transport = await connected()
+        live, changes, uid = await live_on(transport, client)
+        init(transport, uid, rows("a"))
+        waiter = live.create({"text": "mine"})
+        first = transport.current.last("items")
+        local_id = first["data"]["id"]
+        error = {"code": "FORBIDDEN", "message": "You don't have permission"}
+        transport.current.message(
+            {"type": "items", "status": "error", "error": error, "uid": first["uid"]}
+        )
+        again = transport.current.last("items")
+        assert again["action"] == "create" and "id" not in again["data"]
+        assert live.is_pending(local_id)
+        stored = {"id": 7, "text": "mine", "date_updated": None}
+        transport.current.message({"type": "items", "data": stored, "uid": again["uid"]})
+        assert await waiter == stored
+        assert not live.pending and 7 in [r["id"] for r in live.rows]
+        assert local_id not in [r["id"] for r in live.rows]
+        # Learned for the collection: the next create goes without an id at once.
+        live.create({"text": "next"})
+        assert "id" not in transport.current.last("items")["data"]
+        live.close()
+        live_module._NUMBERED.discard("messages")
 
     run(scenario())

@@ -5,14 +5,16 @@ gaps, lost events and writes; each change is reported once; what a check costs."
 from __future__ import annotations
 
 from directus_realtime.errors import DirectusError
-from directus_realtime.window import Change, LiveWindow, new_id, sort_rows
+from directus_realtime.window import PAGE_ROWS, Change, LiveWindow, new_id, sort_rows
 from tests.unit.sim_directus import WINDOW_QUERY, LiveClient, SimDirectus
 
 
 def seeded(n: int = 8, **sim_options) -> SimDirectus:
     sim = SimDirectus(**sim_options)
     for i in range(n):
-        sim.create({"id": "r%02d" % i, "text": "t%d" % i, "user": "ann"})
+        sim.create(
+            {"id": "r%02d" % i if n <= 100 else "r%05d" % i, "text": "t%d" % i, "user": "ann"}
+        )
     return sim
 
 
@@ -266,3 +268,28 @@ def test_new_id_is_a_version_4_uuid():
     value = new_id()
     assert len(value) == 36 and value[14] == "4" and value[19] in "89ab"
     assert new_id() != value
+
+
+def test_a_window_bigger_than_a_page_is_read_in_pages_and_equals_the_server():
+    sim = seeded(2500)
+    query = {"fields": ["id", "text", "user", "date_updated"], "sort": ["-id"], "limit": 2300}
+    client = subscribed(sim, query=query)
+    assert client.window.subscribe_message()["query"]["limit"] == PAGE_ROWS
+    assert ids(client.shown()) == ids(client.truth()) and len(client.shown()) == 2300
+    assert client.window.current
+    assert sim.most_rows <= PAGE_ROWS
+    # A lost delete and a lost edit deep in the window are found by the paged check.
+    sim.delete("r00300")
+    sim.update("r00100", {"text": "edited"})
+    client.advance(61)
+    client.settle()
+    assert client.shown() == client.truth() and len(client.shown()) == 2300
+    assert sim.most_rows <= PAGE_ROWS
+
+
+def test_an_unbounded_window_reads_pages_until_a_short_one():
+    sim = seeded(1500)
+    query = {"fields": ["id", "text", "user", "date_updated"], "sort": ["id"], "limit": 99999999}
+    client = subscribed(sim, query=query)
+    assert client.shown() == client.truth() and len(client.shown()) == 1500
+    assert client.window.current and sim.most_rows <= PAGE_ROWS

@@ -219,6 +219,9 @@ class Live:
         self.created = []
         self.listeners = []
 
+    def is_pending(self, item_id):
+        return item_id in self.pending
+
     def listen(self, callback):
         self.listeners.append(callback)
         return lambda: None

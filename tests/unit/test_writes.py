@@ -9,7 +9,13 @@ import json
 
 import pytest
 
-from directus_realtime import ConnectionFailed, ConnectionLost, DirectusError, RequestTimeout
+from directus_realtime import (
+    AuthenticationError,
+    ConnectionFailed,
+    ConnectionLost,
+    DirectusError,
+    RequestTimeout,
+)
 from directus_realtime import writes as w
 from directus_realtime.errors import OutboxFull
 from tests.unit.test_client import connected, make, run, settle
@@ -31,6 +37,15 @@ from tests.unit.test_client import connected, make, run, settle
         ("create", ConnectionLost("lost"), True, False, w.REFUSED),
         ("create", ConnectionFailed("disconnect() was called."), False, True, w.KEEP),
         ("create", OutboxFull("full"), False, True, w.REFUSED),
+        # A refused sign-in is about the credentials: the write waits for new ones.
+        ("create", AuthenticationError("AUTH_FAILED", "rotated"), False, True, w.KEEP),
+        ("create", AuthenticationError("INVALID_CREDENTIALS", "no"), True, True, w.KEEP),
+        ("update", AuthenticationError("TOKEN_EXPIRED", "old"), True, True, w.KEEP),
+        ("delete", AuthenticationError("INVALID_TOKEN", "bad"), False, True, w.KEEP),
+        ("create", AuthenticationError("AUTH_TIMEOUT", "slow"), False, True, w.KEEP),
+        ("create", DirectusError("INVALID_CREDENTIALS", "no"), False, True, w.KEEP),
+        ("create", AuthenticationError("AUTH_FAILED", "rotated"), False, False, w.KEEP),
+        ("create", AuthenticationError("AUTH_FAILED", "rotated"), True, False, w.REFUSED),
     ],
 )
 def test_write_outcome(action, error, sent_before, repeatable, outcome):
@@ -112,6 +127,37 @@ def test_a_write_directus_refuses_leaves_the_outbox_and_raises():
         with pytest.raises(DirectusError, match="text is required"):
             await waiter
         assert store.entries == []
+
+    run(scenario())
+
+
+def test_a_refused_sign_in_keeps_waiting_writes_until_new_credentials_send_them():
+    async def scenario():
+        store = w.MemoryStore()
+        client, transport = make(outbox_store=store, access_token="OLD")
+        first = client.create("messages", {"id": "a", "text": "one"})
+        second = client.update("messages", {"text": "two"}, id="b")
+        task = asyncio.ensure_future(client.connect())
+        await settle()
+        transport.current.opened()
+        error = {"code": "INVALID_CREDENTIALS", "message": "Invalid user credentials."}
+        transport.current.message({"type": "auth", "status": "error", "error": error})
+        for waiter in (first, second):
+            with pytest.raises(AuthenticationError):
+                await waiter
+        with pytest.raises(AuthenticationError):
+            await task
+        assert [e["message"]["action"] for e in store.entries] == ["create", "update"]
+        assert [m["action"] for m, _ in client.pending_writes()] == ["create", "update"]
+        # The same store, a client with the new token: both writes go out.
+        fresh, transport = make(outbox_store=store, access_token="NEW")
+        task = asyncio.ensure_future(fresh.connect())
+        await settle()
+        transport.current.opened()
+        transport.current.message({"type": "auth", "status": "ok"})
+        await task
+        items = [m for m in transport.current.sent if m.get("type") == "items"]
+        assert [m["action"] for m in items] == ["create", "update"]
 
     run(scenario())
 
