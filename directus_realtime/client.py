@@ -300,8 +300,7 @@ class RealtimeClient:
         self._subscriptions: dict[int, Subscription] = {}
         self._requests: dict[int | None, Waiter] = {}
         self._connect_waiters: list[Waiter] = []
-        self._timer = None  # what calls tick() at _timer_at (see _call_later)
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer)  # calls tick() at next_deadline()
         self._pumping = False
         self._writes = _WriteOutbox(self, outbox_store)
         self._writes.load()
@@ -640,23 +639,10 @@ class RealtimeClient:
             socket.close()
 
     def _schedule_tick(self) -> None:
-        """Have tick() called at next_deadline(), by one task that sleeps until then.
-
-        A running timer that fires no later than the new deadline is kept: an early tick does
-        nothing but schedule the next one, and most messages only push the deadline later.
-        """
-        deadline = self._proto.next_deadline()
-        if self._timer is not None:
-            if deadline is not None and self._timer_at <= deadline:
-                return
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._timer_at = deadline
-            self._timer = _call_later(max(0.0, deadline - _now()) + 0.001, self._on_timer)
+        """Have tick() called at next_deadline()."""
+        self._timer.schedule(self._proto.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = None
         self._pump(self._proto.tick, _now())
 
     async def _refresh_token(self) -> None:
@@ -812,6 +798,38 @@ class _Listener:
     def _forward(self, method: "Callable[..., Any]", *args: object) -> None:
         if self._is_current():
             self._client._pump(method, _now(), *args)
+
+
+class DeadlineTimer:
+    """One timer for a sans-I/O machine's ``next_deadline()``: ``schedule(deadline)`` after each
+    call into the machine, ``callback()`` when the deadline has come.
+
+    A running timer that fires no later than the new deadline is kept: an early tick does
+    nothing but schedule the next one, and most messages only push the deadline later.
+    """
+
+    def __init__(self, callback: "Callable[[], object]") -> None:
+        self._callback = callback
+        self._timer: Any = None
+        self._at: float | None = None
+
+    def schedule(self, deadline: "float | None") -> None:
+        if self._timer is not None:
+            if deadline is not None and self._at is not None and self._at <= deadline:
+                return
+            self.cancel()
+        if deadline is not None:
+            self._at = deadline
+            self._timer = _call_later(max(0.0, deadline - _now()) + 0.001, self._fire)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._callback()
 
 
 def _call_later(delay: float, callback: "Callable[[], object]") -> "Any":

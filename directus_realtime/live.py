@@ -7,7 +7,7 @@ that every ``init`` carries the window), ``request()`` for the checks' reads, ``
 one timer for the next check.
 """
 
-from .client import Waiter, _call_later, _data_of, _now, _safely, _then
+from .client import DeadlineTimer, Waiter, _data_of, _now, _safely, _then
 from .window import CHECK_EVERY, Change, LiveWindow, Read, new_id
 
 # typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
@@ -46,8 +46,7 @@ class LiveQuery:
         self._window = LiveWindow(collection, query, check_every, updated_field)
         self._store = store
         self._listeners: list[Callable[[Change], object]] = []
-        self._timer: Any = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer)  # calls the window's tick()
         self._closed = False
         self._sub: Subscription | None = None
         self._remove_state = client.on_state(self._on_state)
@@ -203,9 +202,7 @@ class LiveQuery:
         if self._sub is not None:
             self._sub.unsubscribe()
             self._sub = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
 
     def __repr__(self) -> str:
         return "<LiveQuery %s: %d rows%s%s>" % (
@@ -319,18 +316,9 @@ class LiveQuery:
             _safely(callback, change)
 
     def _schedule(self) -> None:
-        deadline = self._window.next_deadline()
-        if self._timer is not None:
-            if deadline is not None and self._timer_at is not None and self._timer_at <= deadline:
-                return
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._timer_at = deadline
-            self._timer = _call_later(max(0.0, deadline - _now()) + 0.001, self._on_timer)
+        self._timer.schedule(self._window.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = None
         if not self._closed:
             self._window.tick(_now())
             self._drain()
