@@ -436,6 +436,7 @@ class LiveWindow(_Checks):
         self._base = {}  # id -> the server's row
         self._writes: list[_Write] = []  # pending, oldest first
         self._shown: dict[str, dict[str, Any]] = {}  # id -> row as last reported
+        self._shown_current = False  # ``current`` as last reported
         self._order: list[dict[str, Any]] = []  # the rows shown, in order
         self._actions = []
         self._tag = 0
@@ -786,5 +787,9 @@ class LiveWindow(_Checks):
         self._shown = shown
         self._order = order
         change = Change(reason, added, changed, removed, self.current, error)
-        if change or reason in ("initial", "catch-up", "rollback", "restore"):
+        # A change of ``current`` alone is reported too: a view waits for it (the last page of
+        # a long window can bring nothing new when a check read those rows first).
+        current_moved = self.current != self._shown_current
+        self._shown_current = self.current
+        if change or current_moved or reason in ("initial", "catch-up", "rollback", "restore"):
             self._actions.append(change)

@@ -293,3 +293,18 @@ def test_an_unbounded_window_reads_pages_until_a_short_one():
     client = subscribed(sim, query=query)
     assert client.shown() == client.truth() and len(client.shown()) == 1500
     assert client.window.current and sim.most_rows <= PAGE_ROWS
+
+
+def test_the_last_change_reported_always_carries_the_windows_current():
+    """A view renders ``current`` from the changes it gets: a move of ``current`` alone (the
+    last page of a long window bringing nothing new) is reported too."""
+    sim = seeded(PAGE_ROWS + 300)
+    client = subscribed(sim, query=dict(WINDOW_QUERY, limit=PAGE_ROWS + 300))
+    client.settle()
+    assert client.window.current and client.changes[-1].current is True
+    client.cut()
+    assert client.changes[-1].current is False
+    client.subscribe()
+    client.settle()
+    assert client.shown() == client.truth()
+    assert client.window.current and client.changes[-1].current is True
