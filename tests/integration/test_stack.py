@@ -127,13 +127,16 @@ def test_permissions_are_exactly_as_specified(admin_api):
 
 def test_messages_has_the_expected_fields(admin_api):
     fields = {f["field"]: f for f in admin_api.get(f"/fields/{COLLECTION}")}
-    assert set(fields) == {"id", "date_created", "text", "user"}
+    assert set(fields) == {"id", "date_created", "date_updated", "text", "user"}
     assert fields["id"]["type"] == "uuid"
     assert fields["id"]["schema"]["is_primary_key"] is True
     assert fields["id"]["meta"]["special"] == ["uuid"]
     assert fields["date_created"]["type"] == "timestamp"
     assert "date-created" in fields["date_created"]["meta"]["special"]
     assert fields["date_created"]["schema"]["is_indexed"] is True  # history reads sort by it
+    assert fields["date_updated"]["type"] == "timestamp"
+    assert "date-updated" in fields["date_updated"]["meta"]["special"]
+    assert fields["date_updated"]["schema"]["is_indexed"] is True  # the live query's checks
     assert fields["text"]["type"] == "text"
     assert fields["user"]["type"] == "string"
 
