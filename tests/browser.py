@@ -150,13 +150,15 @@ class PageRecord:
         self.console: list[ConsoleLine] = []
         self.page_errors: list[str] = []
         self.request_log: list[tuple[str, str]] = []  # (method, url)
+        # URLs the service worker fetched for itself (its precache), not the page
+        self.worker_requests: list[str] = []
         self.sockets: list[SocketRecord] = []
         self.dialogs: list[str] = []
 
     def attach(self, node: Any) -> None:
         """Record from now on; when the test of ``node`` fails, its report shows the record."""
         report_on_failure(node, f"browser console of {self.name}", self.report)
-        self.context.on("request", lambda r: self.request_log.append((r.method, r.url)))
+        self.context.on("request", self._on_request)
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         self.page.on("websocket", self._on_websocket)
@@ -172,6 +174,12 @@ class PageRecord:
         ws.on("framereceived", lambda frame: record.frames.append((time.time(), RECEIVED, frame)))
         ws.on("close", lambda _ws: setattr(record, "closed_at", time.time()))
 
+    def _on_request(self, request: Any) -> None:
+        if getattr(request, "service_worker", None) is not None:
+            self.worker_requests.append(request.url)
+        else:
+            self.request_log.append((request.method, request.url))
+
     def _on_dialog(self, dialog: Any) -> Any:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
         # The async API returns a coroutine here, which Playwright runs; the sync one, None.
@@ -181,7 +189,7 @@ class PageRecord:
 
     @property
     def requests(self) -> list[str]:
-        """The URL of every request of the page's context, in order."""
+        """The URL of every request of the page's context but its service worker's, in order."""
         return [url for _, url in self.request_log]
 
     def console_texts(self) -> list[str]:

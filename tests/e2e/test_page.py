@@ -289,7 +289,7 @@ def test_no_request_leaves_localhost(open_page, stack):
     assert result["ok"], result
     probe.wait_rendered(result["value"]["id"])
 
-    urls = probe.requests + [record.url for record in probe.sockets]
+    urls = probe.requests + probe.worker_requests + [record.url for record in probe.sockets]
 
     def host(url: str) -> str | None:
         parts = urllib.parse.urlsplit(url)

@@ -52,7 +52,7 @@ def test_pyodide_page_connects_and_subscribes_on_pyodide(open_page, stack):
     )
     foreign = [
         url
-        for url in probe.requests + [record.url for record in probe.sockets]
+        for url in probe.requests + probe.worker_requests + [r.url for r in probe.sockets]
         if urllib.parse.urlsplit(url).scheme not in ("data", "blob")
         and urllib.parse.urlsplit(url).hostname not in LOCAL_HOSTS
     ]
