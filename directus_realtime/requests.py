@@ -328,6 +328,16 @@ class Requests(CoreState):
             self._outbox.insert(0, req)  # first in line, and paced like the rest
             self._flush(now)
             return
+        conn = self._conn
+        if error.code == "FORBIDDEN" and conn is not None and conn.reauthenticating:
+            # Directus said TOKEN_EXPIRED, then served this request as the public user would:
+            # it was not refused for itself, and goes again once signed in.
+            error = DirectusError(
+                "TOKEN_EXPIRED",
+                "The access token expired before this request reached Directus; "
+                "send it again once signed in.",
+                error.reply,
+            )
         self._emit(RequestFailed(req.key, error))
 
 

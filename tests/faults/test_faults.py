@@ -82,7 +82,12 @@ class Scenario:
             if prepare is not None:
                 await prepare(page)
         await asyncio.gather(
-            *(p.open(self.stack["app_url"], url=directus_url, **auth) for p in self.pages)
+            # A window of 1,000: every message of a run stays shown (the default 100 would let
+            # the first ones of a 102-message run leave the window, which is not a loss).
+            *(
+                p.open(self.stack["app_url"], url=directus_url, history="1000", **auth)
+                for p in self.pages
+            )
         )
         await asyncio.gather(*(p.wait_ready() for p in self.pages))
 

@@ -1195,6 +1195,23 @@ def test_token_expired_after_email_login_reauthenticates_with_the_refresh_token(
     assert key
 
 
+def test_a_request_served_as_public_after_token_expired_fails_as_expired_not_forbidden():
+    """Directus says TOKEN_EXPIRED, then answers a request already on its way FORBIDDEN (as the
+    public user): that request was not refused for itself, and its error says so."""
+    proto = make(access_token=None, email="a@b.c", password="pw")
+    proto.connect(0)
+    proto.socket_opened(0)
+    proto.events()
+    auth_ok(proto, 0, refresh_token="R1")
+    key = proto.request({"type": "items", "collection": "c", "action": "create", "data": {}})
+    request_uid = sent(proto.events())[-1]["uid"]
+    reply(proto, error_reply("auth", "TOKEN_EXPIRED"), 900)
+    events = reply(proto, error_reply("items", "FORBIDDEN", uid=request_uid), 900)
+    failed = of(events, p.RequestFailed)
+    assert [f.key for f in failed] == [key]
+    assert failed[0].error.code == "TOKEN_EXPIRED"
+
+
 def test_token_expired_after_refresh_token_login_reauthenticates_with_the_new_refresh_token():
     proto = make(access_token=None, refresh_token="R0")
     proto.subscribe("a")
