@@ -1,12 +1,12 @@
-"""Issue 14's page defects that need a Directus or a network the test controls (the fixtures of
-tests/faults/conftest.py), each with the test that failed on the page before the fix (d97ba1e):
+"""The page's promises that need a Directus or a network the test controls (the fixtures of
+tests/faults/conftest.py):
 
-- item 1: writes queued while the network is cut, then refused sign-in (the static token was
+- writes queued while the network is cut, then refused sign-in (the static token was
   rotated): they stay in localStorage and the page says they wait for a new sign-in; opened
   with the new token, the page stores each exactly once (they were all dropped).
-- item 5: with ``?url=`` naming another Directus and no token, the local stack's token goes
+- with ``?url=`` naming another Directus and no token, the local stack's token goes
   nowhere (it was sent to that URL).
-- item 9: two tabs of one browser: the second does not send the writes the first still owns;
+- two tabs of one browser: the second does not send the writes the first still owns;
   once the first is closed, the second (loaded again) sends them, each stored once.
 """
 
@@ -64,7 +64,7 @@ def demo_user_id(admin: DirectusAPI, email: str) -> str:
     return users[0]["id"]
 
 
-# ----- item 1: writes queued, then the sign-in refused ----------------------------------------
+# ----- writes queued, then the sign-in refused -----------------------------------------------
 
 
 def test_writes_queued_before_a_refused_sign_in_wait_for_the_new_token(
@@ -133,7 +133,7 @@ def test_writes_queued_before_a_refused_sign_in_wait_for_the_new_token(
     assert seen["outbox_at_end"] is None, seen
 
 
-# ----- item 5: the local stack's token stays with the local Directus ---------------------------
+# ----- the local stack's token stays with the local Directus ----------------------------------
 
 
 def test_the_local_token_is_never_sent_to_another_directus(loop, stack, kit, open_page, make_proxy):
@@ -167,7 +167,7 @@ def test_the_local_token_is_never_sent_to_another_directus(loop, stack, kit, ope
     assert not in_headers, f"the local token went out in a header: {in_headers}"
 
 
-# ----- item 9: two tabs, one localStorage -------------------------------------------------------
+# ----- two tabs, one localStorage -------------------------------------------------------
 
 
 def test_a_tab_does_not_send_the_writes_another_open_tab_owns(

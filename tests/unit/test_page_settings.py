@@ -116,7 +116,7 @@ def test_the_local_stack_token_goes_to_the_local_directus_asked_for_by_url():
 
 
 def test_the_local_stack_token_never_goes_to_another_url():
-    # issue 14, item 5: ?url=<somewhere else> without a token must not get the stack's token
+    # ?url=<somewhere else> without a token must not get the stack's token
     with pytest.raises(SettingsError):
         resolve({"url": OTHER}, stack=STACK)
     found = settings.from_query({"url": OTHER}, [].append)
@@ -164,7 +164,7 @@ def test_checked_checks_the_url():
 @pytest.mark.parametrize(
     "url",
     [
-        "127.0.0.1:8055",  # no scheme (issue 14, item 2)
+        "127.0.0.1:8055",  # no scheme
         "localhost",
         "ftp://example.com",
         "javascript:alert(1)",
@@ -175,7 +175,7 @@ def test_checked_checks_the_url():
         "http:///path",
         "http://host:0",
         "http://host:65536",
-        "http://127.0.0.1:99999",  # (issue 14, item 2)
+        "http://127.0.0.1:99999",  # a port out of range
         "http://host:",
         "http://host:port",
         "http://host:-1",

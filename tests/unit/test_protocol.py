@@ -1541,7 +1541,7 @@ def test_a_subscribe_error_outside_a_token_renewal_still_ends_the_subscription()
     assert [e.key for e in of(events, p.SubscriptionEnded)] == [key]
 
 
-# --- reconnect storms (issue 14, item 6) ------------------------------------------------------
+# --- reconnect storms -------------------------------------------------------------------------
 
 
 def test_a_server_that_drops_the_socket_after_sign_in_gets_growing_delays():
@@ -1703,7 +1703,7 @@ def test_request_attempts_must_be_at_least_one():
         make(request_attempts=0)
 
 
-# --- frames that do not decode (issue 14, item 7) ---------------------------------------------
+# --- frames that do not decode ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
