@@ -169,10 +169,19 @@ def row_order(fields: "list[tuple[str, bool]]", key: str = "id") -> "Callable[[A
 
     def cmp(a: "dict[str, Any]", b: "dict[str, Any]") -> int:
         for name, descending in fields:
-            c = _compare(a.get(name, _MISSING), b.get(name, _MISSING))
-            if c:
-                return -c if descending else c
-        return _compare(str(a.get(key)), str(b.get(key)))
+            x, y = a.get(name, _MISSING), b.get(name, _MISSING)
+            if x == y:  # (equal values rank equal)
+                continue
+            kind = type(x)
+            if kind is type(y) and (kind is str or kind is int or kind is float):
+                c = -1 if x < y else 1  # (most of them: no ranking needed)
+            else:
+                c = _compare(x, y)
+                if not c:
+                    continue
+            return -c if descending else c
+        x, y = str(a.get(key)), str(b.get(key))
+        return -1 if x < y else (1 if x > y else 0)
 
     return cmp
 
@@ -357,15 +366,16 @@ class _Checks:
         if not isinstance(data, list):
             self._finished(now)
             return
-        field = self.updated_field
-        light = [r for r in data if self._keyed(r)]
+        field, key, base = self.updated_field, self.key, self._base
+        light = [r for r in data if isinstance(r, dict) and r.get(key) is not None]
         wanted = []
-        for row in light:
-            item_id = self._id(row)
-            old = self._base.get(item_id)
+        since = self._sent.get("ids", 0)
+        for row in light:  # (once per row of the window: no method calls)
+            item_id = str(row[key])
+            old = base.get(item_id)
             if old is None or field not in old or old.get(field) != row.get(field):
-                if not self._event_wins(item_id, self._sent.get("ids", 0)):
-                    wanted.append(row[self.key])
+                if item_id not in self._touched or not self._event_wins(item_id, since):
+                    wanted.append(row[key])
         self._light = light
         if not wanted:
             self._apply_window(light, [], now)
@@ -394,19 +404,23 @@ class _Checks:
         if not isinstance(order, list):
             self._finished(now)
             return
+        # (the loops below run once per row of the window: kept free of method calls)
+        key, touched = self.key, self._touched
         full = {}
         for row in fetched if isinstance(fetched, list) else []:
-            if self._keyed(row):
-                full[self._id(row)] = row
+            value = row.get(key) if isinstance(row, dict) else None
+            if value is not None:
+                full[str(value)] = row
         base = {}
         arrived = []  # the new rows, in the server's order
         complete = True
         since = self._sent.get("window" if fetched is None else "ids", 0)
         for row in order:
-            if not self._keyed(row):
+            value = row.get(key) if isinstance(row, dict) else None
+            if value is None:
                 continue
-            item_id = self._id(row)
-            if self._event_wins(item_id, since):
+            item_id = str(value)
+            if item_id in touched and self._event_wins(item_id, since):
                 continue
             if fetched is None:
                 base[item_id] = row
@@ -890,8 +904,9 @@ class LiveWindow(_Checks):
         order = self._view()
         shown = {}
         added, changed = [], []
+        key = self.key
         for row in order:
-            item_id = self._id(row)
+            item_id = str(row[key])
             shown[item_id] = row
             old = self._shown.get(item_id)
             if old is None:
