@@ -3,10 +3,13 @@ Directus (tests/unit/sim_directus.py) and a client through random sequences of o
 creates, edits and deletes (each event delivered or lost), socket cuts and reconnects, checks
 answered late or early, and writes made here that are stored, refused, or whose answer comes
 after their event. After every step the window holds each id once and no more than the
-limit; once things settle (connected, writes answered, a check or two) the window equals the
-server's answer to the query, and each write made here was stored at most once."""
+limit, and the changes it reported, applied by id, give its rows; once things settle
+(connected, writes answered, a check or two) the window equals the server's answer to the
+query, and each write made here was stored at most once."""
 
 from __future__ import annotations
+
+import os
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -145,6 +148,11 @@ class LiveMachine(RuleBasedStateMachine):
     # --- what must hold ---
 
     @invariant()
+    def the_changes_reported_add_up_to_the_window(self) -> None:
+        self.client.pump()
+        assert self.client.view == self.client.followed()
+
+    @invariant()
     def each_id_once_within_the_limit(self) -> None:
         ids = [str(r["id"]) for r in self.client.window.rows]
         assert len(ids) == len(set(ids))
@@ -166,7 +174,7 @@ class LiveMachine(RuleBasedStateMachine):
 
 
 LiveMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("LIVE_MACHINE_EXAMPLES", "150")),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
