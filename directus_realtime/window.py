@@ -287,7 +287,8 @@ class _Rows:
         self.cmp = cmp
         self.by_id: dict[str, dict[str, Any]] = {}
         self.order: list[dict[str, Any]] = []
-        self.changed: set[str] = set()
+        self.changed: list[str] = []  # in the order they changed (rows come in order)
+        self._changed: set[str] = set()
         self.all_changed = False
 
     def __len__(self) -> int:
@@ -334,23 +335,20 @@ class _Rows:
                 replaced.append(old)
             by_id[item_id] = row
             new[item_id] = row
-            self.changed.add(item_id)
+            self._note(item_id)
         self._take_out(replaced)
         fresh = []
         for item_id, row in pairs:
             if new.get(item_id) is row:
                 fresh.append(row)
                 del new[item_id]  # (placed once)
-        if len(fresh) * 8 < len(self.order):
-            for row in fresh:
-                self.order.insert(_place(self.order, row, cmp), row)
-        else:
+        if fresh:
             self.order = _merge(self.order, _sorted(fresh, cmp), cmp)
 
     def pop(self, item_id: str) -> "dict[str, Any] | None":
         row = self.by_id.pop(item_id, None)
         if row is not None:
-            self.changed.add(item_id)
+            self._note(item_id)
             self._take_out([row])
         return row
 
@@ -359,14 +357,19 @@ class _Rows:
         for row in self.order[limit:]:
             item_id = str(row[key])
             del self.by_id[item_id]
-            self.changed.add(item_id)
+            self._note(item_id)
         del self.order[limit:]
 
-    def take_changes(self) -> "set[str] | None":
-        """The ids changed since the last call (None: all of them)."""
+    def take_changes(self) -> "list[str] | None":
+        """The ids changed since the last call, in order (None: all of them)."""
         changed = None if self.all_changed else self.changed
-        self.changed, self.all_changed = set(), False
+        self.changed, self._changed, self.all_changed = [], set(), False
         return changed
+
+    def _note(self, item_id: str) -> None:
+        if item_id not in self._changed:
+            self._changed.add(item_id)
+            self.changed.append(item_id)
 
     def _take_out(self, rows: "list[dict[str, Any]]") -> None:
         if len(rows) * 8 < len(self.order):
@@ -410,9 +413,15 @@ class _Checks:
         _running: tuple[str, int] | None
         _baseline: str | None
         _fingerprint: str | None
-        _light: list[dict[str, Any]]
+        _seen: set[str]
+        _wanted: list[Any]
+        _versions: dict[str, Any]
+        _asked_ids: int
+        _fetched: int
+        _complete: bool
         _must_read: bool
         _pages: list[Any]
+        _read: int
         _asked: int
 
         def _capped(self) -> bool: ...
@@ -446,7 +455,10 @@ class _Checks:
 
     def _read_window(self, now: float) -> None:
         self._pages = []
+        self._read = 0
         self._asked = 0
+        self._seen, self._wanted, self._versions = set(), [], {}
+        self._complete, self._fetched, self._asked_ids = True, 0, 0
         self._ask_page("ids" if self._fingerprintable() else "window", True)
 
     def _page_query(self, phase: str) -> "dict[str, Any] | None":
@@ -457,7 +469,7 @@ class _Checks:
             query["fields"] = [self.key, self.updated_field]
         limit = query.get("limit")
         asked, self._asked = self._asked, self._asked + 1
-        done = len(self._pages)
+        done = self._read
         if asked and (not self._capped() or done < asked * PAGE_ROWS):
             return None  # one read was the window; or a short page is the end of the rows
         if not self._capped():
@@ -487,23 +499,32 @@ class _Checks:
         message["query"] = query
         self._actions.append(Read(self._tag, message))
 
-    def _apply_ids(self, data: "Any", now: float) -> None:
-        if not isinstance(data, list):
-            self._finished(now)
-            return
-        field, key, base = self.updated_field, self.key, self._base
-        light = [r for r in data if isinstance(r, dict) and r.get(key) is not None]
-        wanted = []
+    def _light_page(self, data: "list[Any]") -> None:
+        """A page of the light read (ids and ``updated_field``): the ids the window holds, and
+        those to read in full (new here, or of another version). Done page by page, as the
+        pages come: a window of 10,000 rows compared at once holds the page on MicroPython."""
+        field, key, rows, touched = self.updated_field, self.key, self._base.by_id, self._touched
         since = self._sent.get("ids", 0)
-        for row in light:  # (once per row of the window: no method calls)
-            item_id = str(row[key])
-            old = base.get(item_id)
-            if old is None or field not in old or old.get(field) != row.get(field):
-                if item_id not in self._touched or not self._event_wins(item_id, since):
-                    wanted.append(row[key])
-        self._light = light
+        seen, wanted, versions = self._seen, self._wanted, self._versions
+        for row in data:
+            value = row.get(key) if isinstance(row, dict) else None
+            if value is None:
+                continue
+            item_id = str(value)
+            seen.add(item_id)
+            if item_id in touched and self._event_wins(item_id, since):
+                continue  # (the event's version stays)
+            old = rows.get(item_id)
+            version = row.get(field)
+            if old is None or field not in old or old.get(field) != version:
+                wanted.append(value)
+                versions[item_id] = version
+
+    def _light_done(self, now: float) -> None:
+        """The light read is complete: read the rows it wants, or settle the window."""
+        wanted, self._wanted = self._wanted, []
         if not wanted:
-            self._apply_window(light, [], now)
+            self._settle(now)
             return
         self._pages = []
         self._chunks = [wanted[i : i + PAGE_ROWS] for i in range(0, len(wanted), PAGE_ROWS)]
@@ -512,8 +533,8 @@ class _Checks:
     def _ask_rows(self, first: bool) -> None:
         """Read the next chunk of the changed rows by id (at most ``PAGE_ROWS``)."""
         wanted = self._chunks.pop(0)
-        query = dict(self.query)
-        query.pop("sort", None)
+        self._asked_ids += len(wanted)
+        query = dict(self.query)  # (sorted as the window: the rows come in its order)
         query.pop("offset", None)
         query.pop("page", None)
         query["limit"] = len(wanted)
@@ -522,56 +543,67 @@ class _Checks:
         query["filter"] = {"_and": [own, by_id]} if own else by_id
         self._ask("rows", query, first)
 
-    def _apply_window(self, order: "Any", fetched: "Any", now: float) -> None:
-        """The server's window: ``order`` its rows (full rows, or ``[id, updated]`` with the
-        full rows of the changed ones in ``fetched``). Rows events touched since the read
-        began keep the events' version."""
+    def _put_read(self, data: "list[Any]", since: int) -> None:
+        """Rows read by id: the server's, unless an event since then is newer. A row of
+        another version than the light read saw changed between the two reads: it is shown,
+        and the next check comes soon."""
+        key, touched, rows = self.key, self._touched, self._base.by_id
+        field, versions = self.updated_field, self._versions
+        pairs = []
+        for row in data:
+            value = row.get(key) if isinstance(row, dict) else None
+            if value is None:
+                continue
+            item_id = str(value)
+            self._fetched += 1
+            if field is not None and versions.get(item_id, row.get(field)) != row.get(field):
+                self._complete = False
+            if item_id in touched and self._event_wins(item_id, since):
+                continue
+            old = rows.get(item_id)
+            if old is None or old != row:
+                pairs.append((item_id, row))
+        if pairs:
+            self._base.put_many(pairs)
+            self._publish("check")
+
+    def _apply_window(self, order: "Any", now: float) -> None:
+        """The server's window read in full rows (a collection without ``updated_field``).
+        Rows events touched since the read began keep the events' version."""
         if not isinstance(order, list):
             self._finished(now)
             return
-        # (the loops below run once per row of the window: kept free of method calls)
-        key, touched = self.key, self._touched
-        full = {}
-        for row in fetched if isinstance(fetched, list) else []:
-            value = row.get(key) if isinstance(row, dict) else None
-            if value is not None:
-                full[str(value)] = row
-        rows = self._base.by_id
-        seen = set()  # the ids the server's window holds
+        key, touched, rows, seen = self.key, self._touched, self._base.by_id, self._seen
         arrived = []  # (id, row) of the rows new or changed, in the server's order
-        complete = True
-        since = self._sent.get("window" if fetched is None else "ids", 0)
+        since = self._sent.get("window", 0)
         for row in order:
             value = row.get(key) if isinstance(row, dict) else None
             if value is None:
                 continue
             item_id = str(value)
-            if item_id in touched and self._event_wins(item_id, since):
-                seen.add(item_id)  # (the event's version stays)
-                continue
-            old = rows.get(item_id)
-            if fetched is None:
-                new = row
-            elif item_id in full:
-                new = full[item_id]
-            elif old is not None and self._same_version(old, row):
-                seen.add(item_id)
-                continue
-            else:
-                complete = False  # changed between the two reads: read again soon
-                continue
             seen.add(item_id)
-            if old is None or old != new:
-                arrived.append((item_id, new))
-        gone = []  # rows the server's window no longer holds (unless an event since says so)
-        for item_id in rows:
-            if item_id not in seen:
-                how, seq = touched.get(item_id, ("", 0))
-                if not (how == "row" and seq > since):
-                    gone.append(item_id)
-        for item_id in gone:
-            self._base.pop(item_id)
+            if item_id in touched and self._event_wins(item_id, since):
+                continue  # (the event's version stays)
+            old = rows.get(item_id)
+            if old is None or old != row:
+                arrived.append((item_id, row))
         self._base.put_many(arrived)
+        self._settle(now, since)
+
+    def _settle(self, now: float, since: "int | None" = None) -> None:
+        """The check is read: rows the server's window no longer holds go (unless an event
+        since the read began says otherwise), and the window is as the server's."""
+        if since is None:
+            since = self._sent.get("ids", 0)
+        touched, seen = self._touched, self._seen
+        if self._fetched < self._asked_ids:
+            self._complete = False  # (a row read by id was gone by then: read again soon)
+        for item_id in [i for i in self._base.by_id if i not in seen]:
+            how, seq = touched.get(item_id, ("", 0))
+            if not (how == "row" and seq > since):
+                self._base.pop(item_id)
+        complete = self._complete
+        self._seen, self._versions = set(), {}
         self._trim()
         self.stale = False
         self._must_read = not complete
@@ -652,8 +684,16 @@ class LiveWindow(_Checks):
         self._seq = 0  # events and answered writes counted so far
         self._sent: dict[str, int] = {}  # read phase -> the event count when it was sent
         self._fingerprint = None  # the one this check got
-        self._light = []  # the light read being completed
-        self._pages = []  # the rows of the read's pages so far
+        # the check's read so far: ids the server's window holds, ids to read in full and the
+        # version the light read saw of each, rows asked for and read by id, no surprise yet
+        self._seen: set[str] = set()
+        self._wanted: list[Any] = []
+        self._versions: dict[str, Any] = {}
+        self._asked_ids = 0
+        self._fetched = 0
+        self._complete = True
+        self._pages = []  # the rows of the read's pages so far (a read of full rows)
+        self._read = 0  # rows the read's pages brought so far
         self._asked = 0  # pages of the read asked for
         self._chunks = []  # ids still to read by id, in chunks of PAGE_ROWS
         self._overdue: dict[str, float] = {}  # id of an answered write -> event due
@@ -838,22 +878,28 @@ class LiveWindow(_Checks):
             if not isinstance(data, list):
                 self._finished(now)
                 return
-            self._pages.extend(data)
+            self._read += len(data)
+            if phase == "ids":
+                self._light_page(data)  # (page by page)
+            else:
+                self._pages.extend(data)
             if self._ask_page(phase, False):
                 return
             pages, self._pages = self._pages, []
             if phase == "window":
-                self._apply_window(pages, None, now)
+                self._apply_window(pages, now)
             else:
-                self._apply_ids(pages, now)
+                self._light_done(now)
         elif phase == "rows":
+            # Each chunk is shown as it comes (a window of 10,000 rows applied at once would
+            # hold the page for a few hundred milliseconds on MicroPython); the last one
+            # settles the window against the light read.
             if isinstance(data, list):
-                self._pages.extend(data)
+                self._put_read(data, self._sent.get("ids", 0))
             if self._chunks:
                 self._ask_rows(False)
                 return
-            fetched, self._pages = self._pages, []
-            self._apply_window(self._light, fetched, now)
+            self._settle(now)
 
     def failed(self, tag: int, error: "BaseException", now: float) -> None:
         if self._running is None or self._running[1] != tag:
@@ -1028,32 +1074,35 @@ class LiveWindow(_Checks):
         self._order = order
         return added, changed, removed
 
-    def _diff_some(self, ids: "set[str]") -> "tuple[list[Any], list[Any], list[Any]] | None":
-        """The diff when only ``ids`` may have changed: their rows taken out of the view and
-        put in their places (None: diff it all instead)."""
+    def _diff_some(self, ids: "list[str]") -> "tuple[list[Any], list[Any], list[Any]] | None":
+        """The diff when only ``ids`` may have changed: their old rows taken out of the view,
+        their new ones merged in (None: diff it all instead)."""
         order, shown, cmp, key = self._order, self._shown, self._cmp, self.key
-        if len(ids) * 8 > len(order) + 8:  # many of them: one pass over the window
+        if len(ids) > len(order):  # (a first answer, or most of the window)
             return None
-        news = {}
-        for item_id in ids:
-            old, new = shown.get(item_id), self._view_row(item_id)
-            news[item_id] = new
-            if old is new:
-                continue
-            if old is not None and not _drop(order, old, cmp):
-                return None  # (not where it was shown: build the view again)
-            if new is not None:
-                order.insert(_place(order, new, cmp), new)
+        news = [(item_id, self._view_row(item_id)) for item_id in ids]
+        olds = [shown[i] for i, new in news if i in shown and shown[i] is not new]
+        if len(olds) * 8 < len(order):
+            for row in olds:
+                if not _drop(order, row, cmp):
+                    return None  # (not where it was shown: build the view again)
+        elif olds:
+            gone = set(map(id, olds))
+            order = [row for row in order if id(row) not in gone]
+        fresh = [new for i, new in news if new is not None and shown.get(i) is not new]
+        if fresh:  # (in the order they came: usually the query's, so merged without a sort)
+            order = _merge(order, _sorted(fresh, cmp), cmp)
         limit = self._limit()
         evicted = []
         if limit is not None:
-            while len(order) > limit:
-                evicted.append(order.pop())
+            evicted = order[limit:]
+            del order[limit:]
             if len(order) < limit and len(order) < self._view_size():
                 return None  # a row beyond the limit moves in: build the view again
+        self._order = order
         out = set(map(id, evicted))
         added, changed, removed = [], [], []
-        for item_id, new in news.items():
+        for item_id, new in news:
             if new is not None and id(new) in out:
                 new = None
             old = shown.get(item_id)
@@ -1068,9 +1117,10 @@ class LiveWindow(_Checks):
                 shown[item_id] = new
                 if old != new:
                     changed.append(new)
+        in_news = set(ids)
         for row in evicted:
             item_id = str(row[key])
-            if item_id not in news and shown.get(item_id) is row:
+            if item_id not in in_news and shown.get(item_id) is row:
                 del shown[item_id]
                 removed.append(row[key])
         return _sorted(added, cmp), _sorted(changed, cmp), removed
@@ -1081,7 +1131,9 @@ class LiveWindow(_Checks):
         row by row at every event would cost tens of milliseconds on MicroPython)."""
         dirty = self._base.take_changes()
         written, self._written = self._written, set()
-        diff = None if dirty is None else self._diff_some(dirty | written)
+        if dirty is not None:
+            dirty += [item_id for item_id in written if item_id not in set(dirty)]
+        diff = None if dirty is None else self._diff_some(dirty)
         added, changed, removed = diff if diff is not None else self._diff_all()
         change = Change(reason, added, changed, removed, self.current, error)
         # A change of ``current`` alone is reported too: a view waits for it (the last page of
