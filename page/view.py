@@ -40,8 +40,9 @@ class LiveView:
                 self.draining = True
                 self.spawn(self.drain_slowly())
                 return
-            self.apply(self.queue.pop(0))
-            self.applied()
+            change = self.queue.pop(0)
+            self.apply(change)
+            self.applied(change)
 
     async def drain_slowly(self) -> None:
         try:
@@ -53,7 +54,7 @@ class LiveView:
                     self.rows.update(item)
                 if change.added:
                     await self.rows.show_many(list(change.added))
-                self.applied()
+                self.applied(change)
         finally:
             self.draining = False
 
@@ -65,9 +66,11 @@ class LiveView:
         for item in change.added or ():
             self.rows.show(item)
 
-    def applied(self) -> None:
+    def applied(self, change) -> None:
+        """``change`` is on screen: what is shown is current if the live query was when it
+        made that change (a later one may still wait its turn)."""
         self.mark_pending()
-        self.show_current(self.live.current)
+        self.show_current(change.current)
         if self.after is not None:
             self.after()
 

@@ -133,6 +133,17 @@ def test_a_large_batch_is_shown_a_chunk_at_a_time_and_later_batches_wait_their_t
     assert "id-999" in rows.shown
 
 
+def test_current_is_said_when_the_change_that_made_it_current_is_on_screen():
+    spawned, said = [], []
+    live, rows, marks = Live(), Rows(), Data()
+    view = LiveView(live, rows, marks, spawned.append, lambda: said.append(marks.current))
+    live.emit(Change("check", added=[row(n) for n in range(LARGE + 1)], current=False))
+    live.emit(Change("check", current=True))  # the live query is current; the screen is not
+    assert live.current and said == []
+    asyncio.run(spawned[0])
+    assert said == ["false", "true"] and view.shown_current
+
+
 def test_close_stops_listening():
     view, live, rows, _, _ = make()
     view.close()
