@@ -58,12 +58,19 @@ class LiveView:
             self.draining = False
 
     def apply(self, change) -> None:
-        for item_id in change.removed or ():
-            self.rows.remove(item_id)
-        for item in change.changed or ():
-            self.rows.update(item)
-        for item in change.added or ():
-            self.rows.show(item)
+        shows = bool(change.added or change.changed)
+        if shows:
+            self.rows.begin()  # (the reader's place, read before the list changes)
+        try:
+            for item_id in change.removed or ():
+                self.rows.remove(item_id)
+            for item in change.changed or ():
+                self.rows.update(item)
+            for item in change.added or ():
+                self.rows.show(item)
+        finally:
+            if shows:
+                self.rows.end()
 
     def applied(self) -> None:
         self.mark_pending()
