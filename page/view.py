@@ -59,12 +59,19 @@ class LiveView:
             self.draining = False
 
     def apply(self, change) -> None:
-        for item_id in change.removed or ():
-            self.rows.remove(item_id)
-        for item in change.changed or ():
-            self.rows.update(item)
-        for item in change.added or ():
-            self.rows.show(item)
+        shows = bool(change.added or change.changed)
+        if shows:
+            self.rows.begin()  # (the reader's place, read before the list changes)
+        try:
+            for item_id in change.removed or ():
+                self.rows.remove(item_id)
+            for item in change.changed or ():
+                self.rows.update(item)
+            for item in change.added or ():
+                self.rows.show(item)
+        finally:
+            if shows:
+                self.rows.end()
 
     def applied(self, change) -> None:
         """``change`` is on screen: what is shown is current if the live query was when it

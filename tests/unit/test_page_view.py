@@ -47,7 +47,14 @@ class Rows:
         self.shown = {}
         self.pending = set()
         self.calls = []
+        self.batches = []  # len(calls) at each begin() and end()
         self.list = type("List", (), {"dataset": Data()})()
+
+    def begin(self) -> None:
+        self.batches.append(len(self.calls))
+
+    def end(self) -> None:
+        self.batches.append(len(self.calls))
 
     def show(self, item) -> None:
         self.calls.append(("show", item["id"]))
@@ -93,6 +100,16 @@ def test_added_changed_and_removed_rows_are_applied_by_id():
     # removals first, then edits, then additions: an id removed and added again in one batch
     # ends shown
     assert rows.calls[3:] == [("remove", "id-3"), ("update", "id-2"), ("show", "id-4")]
+
+
+def test_the_readers_place_is_read_once_per_batch_before_the_list_changes():
+    view, live, rows, _, _ = make()
+    live.emit(Change("initial", added=[row(1), row(2)]))
+    live.emit(Change("event", removed=["id-1"], added=[row(3)]))
+    # begin() before the batch's first call, end() after its last
+    assert rows.batches == [0, 2, 2, 4]
+    live.emit(Change("event", removed=["id-2"]))  # nothing shown: nothing to follow
+    assert rows.batches == [0, 2, 2, 4] and rows.calls[-1] == ("remove", "id-2")
 
 
 def test_pending_rows_are_marked_and_unmarked_when_confirmed():
