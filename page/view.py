@@ -33,10 +33,12 @@ class LiveView:
             self.drain()
 
     def drain(self) -> None:
-        """Apply the queued changes now, until one is large: that one (and what follows it)
-        is shown by ``drain_slowly``."""
+        """Apply the queued changes now, until one is large or restores a snapshot: that one
+        (and what follows it) is shown by ``drain_slowly``, in later tasks (the rows of a
+        snapshot are shown after the socket is opened, not before: 50-100 ms for 100 rows)."""
         while self.queue:
-            if len(self.queue[0].added or ()) > LARGE:
+            first = self.queue[0]
+            if first.reason == "restore" or len(first.added or ()) > LARGE:
                 self.draining = True
                 self.spawn(self.drain_slowly())
                 return

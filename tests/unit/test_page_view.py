@@ -124,7 +124,7 @@ def test_pending_rows_are_marked_and_unmarked_when_confirmed():
 
 def test_whether_the_view_is_current_is_said_on_the_list_and_the_body():
     view, live, rows, marks, _ = make()
-    live.emit(Change("restore", added=[row(1)], current=False))
+    live.emit(Change("event", added=[row(1)], current=False))
     assert marks.current == "false" and rows.list.dataset.current == "false"
     live.emit(Change("catch-up", current=True))
     assert marks.current == "true" and rows.list.dataset.current == "true"
@@ -159,6 +159,16 @@ def test_current_is_said_when_the_change_that_made_it_current_is_on_screen():
     assert live.current and said == []
     asyncio.run(spawned[0])
     assert said == ["false", "true"] and view.shown_current
+
+
+def test_the_rows_of_a_snapshot_are_shown_in_a_later_task():
+    spawned = []
+    view, live, rows, marks, _ = make(spawned)
+    live.emit(Change("restore", added=[row(1), row(2)], current=False))
+    live.emit(Change("initial", added=[row(3)], current=True))
+    assert rows.calls == [] and len(spawned) == 1  # (the page opens its socket meanwhile)
+    asyncio.run(spawned[0])
+    assert rows.calls == [("show_many", 2), ("show_many", 1)] and marks.current == "true"
 
 
 def test_close_stops_listening():
