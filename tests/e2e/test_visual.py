@@ -7,9 +7,11 @@ them (page/rows.py), scrolled to the 40th row: the first chunk, whose paint cont
 made it paint over the sticky header and compose form, is under both. The rows' times are
 hidden (they are the time of the run). A screenshot matches its reference when at most
 ``MAX_CHANGED`` of its pixels differ by more than ``PIXEL_TOLERANCE`` in a channel (font
-antialiasing may move). Besides the pixels, the sticky header and compose form must be what a
-click at their centre hits, with the list scrolled under them (the rows were painted over the
-header once: its z-index was auto and each chunk of rows a stacking context).
+antialiasing may move) from the reference's pixel there and the ones above and below it (the
+rows move by a pixel with a fractional scroll position). Besides the pixels, the sticky header
+and compose form must be what a click at their centre hits, with the list scrolled under them
+(the rows were painted over the header once: its z-index was auto and each chunk of rows a
+stacking context).
 
 ``UPDATE_VISUAL=1`` writes the references instead of comparing (look at them before committing:
 an image viewer shows them). A failed comparison leaves the screenshot and a diff image beside
@@ -38,7 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 REFERENCES = Path(__file__).resolve().parent.parent / "visual"
 PORTS = range(8260, 8280)
 PIXEL_TOLERANCE = 24  # per channel, of 255
-MAX_CHANGED = 0.01  # of the pixels: a row border one pixel off (fractional scroll) is 0.2-0.4 %
+MAX_CHANGED = 0.01  # of the pixels (a shift of one pixel up or down is not a change)
 SIZES = {"desktop": (1000, 700), "phone": (390, 700)}
 USERS = ["Ben", "Rijk", "Kevin", "Ana", "Lea"]
 WORDS = (
@@ -118,7 +120,12 @@ def compare(actual: bytes, name: str, out: Path) -> None:
     kept = out / name
     got.save(kept)
     assert got.size == want.size, f"{name}: {got.size} instead of {want.size}; see {kept}"
+    # A pixel differs when it differs from the reference's pixel there and from the ones just
+    # above and below it: a fractional scroll puts the rows a pixel up or down (each row border
+    # then differs over the width of the list: 1-1.6 % of the pixels in Firefox).
     diff = ImageChops.difference(got, want)
+    for dy in (1, -1):
+        diff = ImageChops.darker(diff, ImageChops.difference(got, ImageChops.offset(want, 0, dy)))
     changed = sum(
         1 for pixel in diff.getdata() if max(pixel) > PIXEL_TOLERANCE
     )  # (700k pixels: about 0.2 s)
