@@ -121,14 +121,17 @@ class MessageList:
         if not chunk.firstElementChild:
             chunk.remove()
 
-    def show(self, item: dict) -> None:
-        """Show one item once, in ``date_created`` order (a live event)."""
+    def show(self, item: dict, follow=None) -> None:
+        """Show one item once, in ``date_created`` order (a live event); scrolled to when it is
+        the newest and the reader is at the bottom (``follow``: whether the reader was, when
+        the caller already looked)."""
         item_id = str(item.get("id"))
         if item_id in self.rows:
             return  # already shown (history and a live event overlap, or a replay)
         row = self.make_row(item)
         self.rows[item_id] = None
-        follow = self.reader_at_bottom()
+        if follow is None:
+            follow = self.reader_at_bottom()
         newest_chunk = self.list.lastElementChild
         after = newest_chunk.lastElementChild if newest_chunk else None
         newest = not after or after.dataset.created <= row.dataset.created
@@ -146,6 +149,14 @@ class MessageList:
                 self.list.firstElementChild.prepend(row)
         if follow and newest:
             self.follow_newest(row)
+
+    def show_each(self, items) -> None:
+        """Show a few items now, each in its place (a change of the live query): layout is
+        read once for them all (reading it after each insertion made the browser lay the list
+        out again for every row: 100 rows restored at start-up took 50-150 ms)."""
+        follow = self.reader_at_bottom()
+        for item in items:
+            self.show(item, follow)
 
     async def show_many(self, items: list) -> None:
         """Show a batch (history, catch-up, older messages) without blocking the page: rows

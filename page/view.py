@@ -62,8 +62,11 @@ class LiveView:
             self.rows.remove(item_id)
         for item in change.changed or ():
             self.rows.update(item)
-        for item in change.added or ():
-            self.rows.show(item)
+        added = change.added or ()
+        if len(added) > 1:
+            self.rows.show_each(added)
+        elif added:
+            self.rows.show(added[0])
 
     def applied(self) -> None:
         self.mark_pending()
