@@ -67,6 +67,8 @@ def served(
     pids, origins = [], []
     try:
         for n, (tree, port) in enumerate(zip(trees, ports, strict=True)):
+            if procs.port_in_use(port):
+                raise SystemExit(f"port {port} is taken: an older server would answer for {tree}")
             log = tmp / f"server-{n}.log"
             if dist:
                 site = tmp / f"site-{n}"
