@@ -64,6 +64,7 @@ async def start() -> None:
 
     # The messages: one live query, shown by the page (rows by id, pending, current)
     live = directus.live("messages", query=page.query(), store=page.snapshots)
+    page.show(live)
 
     # "Create an Item": createItem(text, user), from the devtools console
     def create_item(text=None, user=None):
@@ -73,9 +74,6 @@ async def start() -> None:
     window.create_item = js_function(create_item)
 
     connected = directus.connect()  # the socket opens now
-    # The rows a previous visit saved are drawn while the socket opens (nothing it says can
-    # arrive before this function awaits), not before it: drawing them took 20-150 ms.
-    page.show(live)
     page.started()  # the Settings panel
     try:
         await connected

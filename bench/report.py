@@ -217,6 +217,13 @@ def render(
             percentile(lat["py"], p),
             percentile(lat["js"], p),
         )
+    shown = {k: v.get("shown") for k, v in latency.items()}
+    if shown["py"]:  # (runs before 2026-12-06 timed the first appearance only)
+        row(
+            "create → row shown p50 (ours: pending, at once)",
+            percentile(shown["py"], 50),
+            percentile(shown["js"] or lat["js"], 50),
+        )
     n_py, n_js = len(history["py"]), len(history["js"])
     n_hist = f"{n_py}" if n_py == n_js else f"{n_py} / {n_js}"
     size = args.history
@@ -397,8 +404,10 @@ def notes(env: dict[str, Any], latency: dict[str, dict[str, Any]], errors) -> li
     out = [
         "How: one headless Chromium; cold = a fresh browser context, warm = a second navigation "
         "in it, 1 s after the first was subscribed. create → render: in the page, from calling "
-        "`create_item(text, user)` to the "
-        "row in `#messages` (MutationObserver), sequentially, in alternating rounds of a fresh "
+        "`create_item(text, user)` to its "
+        "row in `#messages` shown as stored (MutationObserver; our page shows a write at once, "
+        "marked `data-pending`, and unmarks it when Directus confirms it: “row shown” times "
+        "that first appearance), sequentially, in alternating rounds of a fresh "
         f"page each ({rounds_of(env)}); the guide's `createItem` is fire "
         "and forget. The pages take turns, ABBA, in every phase. The history: our page reads "
         "it over the socket, the JS page over REST; "

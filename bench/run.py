@@ -83,38 +83,52 @@ SNAPSHOT_JS = """() => {
     };
 }"""
 
-# n sequential create_item calls, each timed from the call to its row in #messages.
+# n sequential create_item calls, each timed from the call to its row in #messages: when the row
+# first shows (our page shows a write at once, marked data-pending) and when it shows as stored
+# (no data-pending: the server's reply or event came). The JS page shows a row only from the
+# subscription's event, so both times are the same there; the stored one is the comparable one.
 LATENCY_JS = """async ({n, prefix, timeoutMs}) => {
     const list = document.getElementById('messages');
-    const waiting = new Map();
+    const shownAt = new Map();  // text -> time its row first showed
+    const waiting = new Map();  // text -> resolve(time its row showed as stored)
+    const look = (row, at) => {
+        const text = row.querySelector('.text');
+        if (!text) return;
+        const key = text.textContent;
+        if (!shownAt.has(key)) shownAt.set(key, at);
+        const done = waiting.get(key);
+        if (done && !row.hasAttribute('data-pending')) { waiting.delete(key); done(at); }
+    };
     const observer = new MutationObserver((records) => {
         const at = performance.now();
         for (const record of records) {
+            if (record.type === 'attributes') { look(record.target, at); continue; }
             for (const node of record.addedNodes) {
                 if (node.nodeType !== 1) continue;
                 // A row, or (our page) a new chunk of rows.
-                for (const text of node.querySelectorAll('.text')) {
-                    const done = waiting.get(text.textContent);
-                    if (done) { waiting.delete(text.textContent); done(at); }
-                }
+                if (node.matches('.message')) look(node, at);
+                for (const row of node.querySelectorAll('.message')) look(row, at);
             }
         }
     });
-    observer.observe(list, {childList: true, subtree: true});  // (our rows are in chunks)
+    observer.observe(list, {childList: true, subtree: true, attributes: true,
+                            attributeFilter: ['data-pending']});  // (our rows are in chunks)
     const latencies = [];
+    const shown = [];
     let misses = 0;
     for (let i = 0; i < n && misses <= 3; i++) {
         const text = `${prefix} ${i}`;
-        const seen = new Promise((resolve) => waiting.set(text, resolve));
+        const stored = new Promise((resolve) => waiting.set(text, resolve));
         const timeout = new Promise((resolve) => setTimeout(() => resolve(null), timeoutMs));
         const start = performance.now();
         Promise.resolve(window.create_item(text, 'bench')).catch(() => {});
-        const end = await Promise.race([seen, timeout]);
+        const end = await Promise.race([stored, timeout]);
         if (end === null) { waiting.delete(text); misses++; continue; }
         latencies.push(end - start);
+        shown.push(shownAt.get(text) - start);
     }
     observer.disconnect();
-    return {latencies, misses};
+    return {latencies, shown, misses};
 }"""
 
 
@@ -259,7 +273,7 @@ class Runner:
     # ----- (b) create-to-render latency -----
 
     def latency(self, total: int, rounds: int, deadline: float) -> dict[str, dict[str, Any]]:
-        out = {t.key: {"latencies": [], "misses": 0} for t in TARGETS}
+        out = {t.key: {"latencies": [], "shown": [], "misses": 0} for t in TARGETS}
         per_round = -(-total // rounds)
         for n in range(rounds):
             if n and not self.left(deadline):
@@ -286,6 +300,7 @@ class Runner:
                 finally:
                     context.close()
                 out[target.key]["latencies"] += result["latencies"]
+                out[target.key]["shown"] += result["shown"]
                 out[target.key]["misses"] += result["misses"]
                 got = result["latencies"]
                 self.say(

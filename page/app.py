@@ -190,7 +190,7 @@ class Page:
         """A change of the live query is on screen: the guide's lines about it follow it."""
         self.lines.flush()
         body = self.document.body.dataset
-        if self.live.current:
+        if self.view.shown_current:  # (the rows on screen: later changes may wait their turn)
             body.subscribed = "true"
             body.history = "true"
             # Fewer rows than the window holds: there is nothing older to load.

@@ -28,17 +28,25 @@ class MessageList:
         self.rows = {}
         self.clock = window.performance
         self.scroll_frame = 0
+        self.at_bottom = None  # during a batch: whether the reader was at the newest row
         self.nearest = to_js({"block": "nearest"})
         self.time = window.Intl.DateTimeFormat.new(to_js([]), to_js({"timeStyle": "medium"}))
-        self.date = window.Date  # (looked up once: each look is a call into JS)
-        self.row = document.createElement("li")  # cloned for every row (fewer calls into JS)
+        # Every row is a clone of this one, filled in first: Python then holds no JS object of
+        # the new row but the row itself. (A JS object Python holds lives until MicroPython's
+        # next collection: long enough for the browser to keep its wrapper as long as the row,
+        # tens of bytes each, 10,000 rows for a long history.)
+        self.row = document.createElement("li")
         self.row.className = "message"
         self.row.setAttribute("role", "listitem")  # in #messages (role list), not in its chunk
+        self.cells = []
         for name in ("user", "text"):
             cell = document.createElement("span")
             cell.className = name
             self.row.append(cell)
-        self.row.append(document.createElement("time"))
+            self.cells.append(cell)
+        self.cells.append(document.createElement("time"))
+        self.row.append(self.cells[-1])
+        self.row_timed = False  # whether the time cell holds a time
         self.chunk = document.createElement("ol")
         self.chunk.className = "chunk"
         self.chunk.setAttribute("role", "none")
@@ -54,18 +62,22 @@ class MessageList:
 
     def make_row(self, item: dict):
         """An ``li.message[data-id]`` for ``item``: li > span.user + span.text + time."""
-        row = self.row.cloneNode(True)
-        data = row.dataset
-        data.id = str(item.get("id"))
-        data.created = created(item) or NOT_STORED_YET
-        user = row.firstChild
+        user, text, when = self.cells
         user.textContent = str(item.get("user") or "")
-        text = user.nextSibling
         text.textContent = str(item.get("text") or "")
-        if item.get("date_created"):
-            when = text.nextSibling
-            when.dateTime = item["date_created"]
-            when.textContent = self.time.format(self.date.new(item["date_created"]))
+        stamp = item.get("date_created")
+        if stamp:
+            when.dateTime = stamp
+            when.textContent = self.time.format(self.window.Date.parse(stamp))
+            self.row_timed = True
+        elif self.row_timed:
+            when.removeAttribute("datetime")
+            when.textContent = ""
+            self.row_timed = False
+        row = self.row.cloneNode(True)
+        # (attributes, not dataset: a dataset is one more JS object per row)
+        row.setAttribute("data-id", str(item.get("id")))
+        row.setAttribute("data-created", created(item) or NOT_STORED_YET)
         return row
 
     def make_chunk(self, size: int):
@@ -85,11 +97,11 @@ class MessageList:
 
     def oldest_created(self):
         row = self.first_row()
-        return row.dataset.created if row else None
+        return row.getAttribute("data-created") if row else None
 
     def newest_created(self):
         row = self.last_row()
-        return row.dataset.created if row else None
+        return row.getAttribute("data-created") if row else None
 
     def set_pending(self, item_id, pending: bool) -> None:
         """Mark the row of a write not confirmed yet (``data-pending``), or unmark it."""
@@ -97,14 +109,27 @@ class MessageList:
         if not row:  # (None, or a JS null)
             return
         if pending:
-            row.dataset.pending = "true"
-            if row.dataset.created == NOT_STORED_YET:  # (its time comes with the server's row)
+            row.setAttribute("data-pending", "true")
+            # (its time comes with the server's row)
+            if row.getAttribute("data-created") == NOT_STORED_YET:
                 row.lastChild.textContent = "sending…"
         else:
             row.removeAttribute("data-pending")
 
+    def begin(self) -> None:
+        """A batch of changes begins: whether the reader is at the newest row is read now,
+        while the list is as the browser last laid it out (read after a change, it makes the
+        browser lay the page out again at once), and kept until ``end()``."""
+        self.at_bottom = None
+        self.at_bottom = self.reader_at_bottom()
+
+    def end(self) -> None:
+        self.at_bottom = None
+
     def reader_at_bottom(self) -> bool:
         """New messages are followed only when the reader is at the newest one already."""
+        if self.at_bottom is not None:
+            return self.at_bottom
         return self.list.getBoundingClientRect().bottom <= self.window.innerHeight + 60
 
     def follow_newest(self, row) -> None:
@@ -122,27 +147,25 @@ class MessageList:
         if not chunk.firstElementChild:
             chunk.remove()
 
-    def show(self, item: dict, follow=None) -> None:
-        """Show one item once, in ``date_created`` order (a live event); scrolled to when it is
-        the newest and the reader is at the bottom (``follow``: whether the reader was, when
-        the caller already looked)."""
+    def show(self, item: dict) -> None:
+        """Show one item once, in ``date_created`` order (a live event)."""
         item_id = str(item.get("id"))
         if item_id in self.rows:
             return  # already shown (history and a live event overlap, or a replay)
         row = self.make_row(item)
         self.rows[item_id] = None
-        if follow is None:
-            follow = self.reader_at_bottom()
+        follow = self.reader_at_bottom()
         newest_chunk = self.list.lastElementChild
         after = newest_chunk.lastElementChild if newest_chunk else None
-        newest = not after or after.dataset.created <= row.dataset.created
+        stamp = created(item) or NOT_STORED_YET
+        newest = not after or after.getAttribute("data-created") <= stamp
         if not newest_chunk or (newest and newest_chunk.childElementCount >= CHUNK_ROWS):
             newest_chunk = self.make_chunk(1)
             self.list.append(newest_chunk)
         if newest:  # the usual case
             newest_chunk.append(row)
         else:  # walk back to its place
-            while after and after.dataset.created > row.dataset.created:
+            while after and after.getAttribute("data-created") > stamp:
                 after = previous_row(after)
             if after:
                 after.after(row)
@@ -150,37 +173,6 @@ class MessageList:
                 self.list.firstElementChild.prepend(row)
         if follow and newest:
             self.follow_newest(row)
-
-    def show_each(self, items) -> None:
-        """Show a batch now (a change of the live query), each item in its place. Layout is
-        read once for the batch (read after each insertion, it made the browser lay the list
-        out again for every row: 100 rows restored at start-up took 50-150 ms). Stored items
-        all newer than what is shown (a first load, the rows a previous visit saved) are built
-        into chunks off the page, each chunk put in with one call."""
-        follow = self.reader_at_bottom()
-        fresh = [item for item in items if str(item.get("id")) not in self.rows]
-        if fresh and all(item.get("date_created") for item in fresh):
-            fresh = in_date_order(fresh)
-            newest = self.newest_created()
-            if newest is None or created(fresh[0]) >= newest:
-                self.append_newer(fresh, follow)
-                return
-        for item in fresh:
-            self.show(item, follow)
-
-    def append_newer(self, items: list, follow: bool) -> None:
-        """``items`` (oldest first, all newer than the shown rows) as new chunks at the end."""
-        for start in range(0, len(items), CHUNK_ROWS):
-            part = items[start : start + CHUNK_ROWS]
-            chunk = self.make_chunk(len(part))
-            for item in part:
-                item_id = str(item.get("id"))
-                if item_id not in self.rows:  # (an id twice in one batch)
-                    self.rows[item_id] = None
-                    chunk.append(self.make_row(item))
-            self.list.append(chunk)
-        if follow:
-            self.follow_newest(self.last_row())
 
     async def show_many(self, items: list) -> None:
         """Show a batch (history, catch-up, older messages) without blocking the page: rows
@@ -241,7 +233,13 @@ class MessageList:
         if not row:  # (None, or a JS null)
             self.show(item)
             return
-        if item.get("date_created") and item["date_created"] != row.dataset.created:
+        stamp = item.get("date_created")
+        if stamp and stamp != row.getAttribute("data-created") and self.fits(row, stamp):
+            row.setAttribute("data-created", stamp)  # (a write just stored, in its place)
+            when = row.lastChild
+            when.dateTime = stamp
+            when.textContent = self.time.format(self.window.Date.parse(stamp))
+        elif stamp and stamp != row.getAttribute("data-created"):
             pending = row.hasAttribute("data-pending")
             self.remove(item.get("id"))
             self.show(item)
@@ -252,6 +250,18 @@ class MessageList:
             row.querySelector(".user").textContent = str(item.get("user") or "")
         if "text" in item:
             row.querySelector(".text").textContent = str(item.get("text") or "")
+
+    def fits(self, row, stamp: str) -> bool:
+        """Whether ``row`` stays in ``date_created`` order with ``stamp`` as its time (the usual
+        case of a write just stored: the newest row): then it changes in place."""
+        before = previous_row(row)
+        if before and before.getAttribute("data-created") > stamp:
+            return False
+        after = row.nextElementSibling
+        if not after:
+            chunk = row.parentElement.nextElementSibling
+            after = chunk.firstElementChild if chunk else None
+        return not after or stamp <= after.getAttribute("data-created")
 
     def remove(self, item_id) -> None:
         row = self.find(str(item_id))

@@ -33,15 +33,18 @@ class LiveView:
             self.drain()
 
     def drain(self) -> None:
-        """Apply the queued changes now, until one is large: that one (and what follows it)
-        is shown by ``drain_slowly``."""
+        """Apply the queued changes now, until one is large or restores a snapshot: that one
+        (and what follows it) is shown by ``drain_slowly``, in later tasks (the rows of a
+        snapshot are shown after the socket is opened, not before: 50-100 ms for 100 rows)."""
         while self.queue:
-            if len(self.queue[0].added or ()) > LARGE:
+            first = self.queue[0]
+            if first.reason == "restore" or len(first.added or ()) > LARGE:
                 self.draining = True
                 self.spawn(self.drain_slowly())
                 return
-            self.apply(self.queue.pop(0))
-            self.applied()
+            change = self.queue.pop(0)
+            self.apply(change)
+            self.applied(change)
 
     async def drain_slowly(self) -> None:
         try:
@@ -53,24 +56,30 @@ class LiveView:
                     self.rows.update(item)
                 if change.added:
                     await self.rows.show_many(list(change.added))
-                self.applied()
+                self.applied(change)
         finally:
             self.draining = False
 
     def apply(self, change) -> None:
-        for item_id in change.removed or ():
-            self.rows.remove(item_id)
-        for item in change.changed or ():
-            self.rows.update(item)
-        added = change.added or ()
-        if len(added) > 1:
-            self.rows.show_each(added)
-        elif added:
-            self.rows.show(added[0])
+        shows = bool(change.added or change.changed)
+        if shows:
+            self.rows.begin()  # (the reader's place, read before the list changes)
+        try:
+            for item_id in change.removed or ():
+                self.rows.remove(item_id)
+            for item in change.changed or ():
+                self.rows.update(item)
+            for item in change.added or ():
+                self.rows.show(item)
+        finally:
+            if shows:
+                self.rows.end()
 
-    def applied(self) -> None:
+    def applied(self, change) -> None:
+        """``change`` is on screen: what is shown is current if the live query was when it
+        made that change (a later one may still wait its turn)."""
         self.mark_pending()
-        self.show_current(self.live.current)
+        self.show_current(change.current)
         if self.after is not None:
             self.after()
 

@@ -155,6 +155,7 @@ class LiveClient:
         self.query = dict(WINDOW_QUERY if query is None else query)
         self.window = LiveWindow("messages", self.query, **options)
         self.changes: list[Change] = []
+        self.view: dict[str, dict[str, Any]] = {}  # the rows the changes reported, by id
         self.held: list[Read] = []
         self.hold_reads = False
         self.connected = False
@@ -181,6 +182,18 @@ class LiveClient:
                         self._answer(action)
                 else:
                     self.changes.append(action)
+                    self._follow(action)
+
+    def _follow(self, change: Change) -> None:
+        """Apply a change by id, as a listener does (page/view.py)."""
+        for item_id in change.removed or ():
+            self.view.pop(str(item_id), None)
+        for row in list(change.changed or ()) + list(change.added or ()):
+            self.view[str(row["id"])] = dict(row)
+
+    def followed(self) -> dict[str, dict[str, Any]]:
+        """The window's rows by id: what a listener that applied every change must hold."""
+        return {str(r["id"]): dict(r) for r in self.window.rows}
 
     def _answer(self, read: Read) -> None:
         try:

@@ -3,15 +3,19 @@ Directus (tests/unit/sim_directus.py) and a client through random sequences of o
 creates, edits and deletes (each event delivered or lost), socket cuts and reconnects, checks
 answered late or early, and writes made here that are stored, refused, or whose answer comes
 after their event. After every step the window holds each id once and no more than the
-limit; once things settle (connected, writes answered, a check or two) the window equals the
-server's answer to the query, and each write made here was stored at most once."""
+limit, and the changes it reported, applied by id, give its rows; once things settle
+(connected, writes answered, a check or two) the window equals the server's answer to the
+query, and each write made here was stored at most once."""
 
 from __future__ import annotations
+
+import os
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from directus_realtime import window
 from directus_realtime.errors import DirectusError
 from directus_realtime.window import new_id
 from tests.unit.sim_directus import WINDOW_QUERY, LiveClient, SimDirectus
@@ -20,16 +24,23 @@ USERS = st.sampled_from(["ann", "bob", "hidden"])  # "hidden" rows are outside t
 
 
 class LiveMachine(RuleBasedStateMachine):
+    LIMIT = 4
+    PAGE_ROWS = window.PAGE_ROWS  # no frame brings more rows than this
+
     def __init__(self) -> None:
         super().__init__()
+        self.page_rows, window.PAGE_ROWS = window.PAGE_ROWS, self.PAGE_ROWS
         self.sim = SimDirectus()
         for i in range(4):
             self.sim.create({"id": "s%d" % i, "text": "seed", "user": "ann"})
-        self.client = LiveClient(self.sim, dict(WINDOW_QUERY, limit=4), check_every=30.0)
+        self.client = LiveClient(self.sim, dict(WINDOW_QUERY, limit=self.LIMIT), check_every=30.0)
         self.client.subscribe()
         self.writes: dict[int, tuple[str, str, dict | None]] = {}  # wid -> (op, id, data)
         self.stored: dict[str, int] = {}  # id of a create made here -> times stored
         self.n = 0
+
+    def teardown(self) -> None:
+        window.PAGE_ROWS = self.page_rows
 
     def _ids(self) -> list[str]:
         return sorted(self.sim.rows)
@@ -145,10 +156,15 @@ class LiveMachine(RuleBasedStateMachine):
     # --- what must hold ---
 
     @invariant()
+    def the_changes_reported_add_up_to_the_window(self) -> None:
+        self.client.pump()
+        assert self.client.view == self.client.followed()
+
+    @invariant()
     def each_id_once_within_the_limit(self) -> None:
         ids = [str(r["id"]) for r in self.client.window.rows]
         assert len(ids) == len(set(ids))
-        assert len(ids) <= 4
+        assert len(ids) <= self.LIMIT
 
     @rule()
     def settle_and_compare(self) -> None:
@@ -166,9 +182,21 @@ class LiveMachine(RuleBasedStateMachine):
 
 
 LiveMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("LIVE_MACHINE_EXAMPLES", "150")),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_live_window_equals_the_server_after_any_history = LiveMachine.TestCase
+
+
+class PagedLiveMachine(LiveMachine):
+    """The same, with a window read in pages of two rows (inits cut, reads paged, rows read
+    by id in chunks): what a window of thousands of rows does with pages of 1,000."""
+
+    LIMIT = 5
+    PAGE_ROWS = 2
+
+
+PagedLiveMachine.TestCase.settings = LiveMachine.TestCase.settings
+test_a_paged_window_equals_the_server_after_any_history = PagedLiveMachine.TestCase

@@ -211,6 +211,29 @@ def test_a_write_is_pending_at_once_and_confirmed_by_its_answer():
     assert [c.reason for c in client.changes[-2:]] != ["confirm", "event"] or not client.changes[-1]
 
 
+def test_a_write_whose_event_comes_before_its_answer_is_confirmed_by_the_event():
+    sim = seeded()
+    client = subscribed(sim)
+    row = {"id": new_id(), "text": "mine", "user": "me"}
+    wid = client.window.write("create", row["id"], row, client.now)
+    edit = client.window.write("update", "r07", {"text": "edited"}, client.now)
+    client.pump()
+    assert client.window.pending == {row["id"], "r07"}
+    client.deliver(sim.create(row))  # (Directus sends the event first)
+    assert client.window.pending == {"r07"}
+    assert client.changes[-1].reason == "event" and not client.window.is_pending(row["id"])
+    client.deliver(sim.update("r07", {"text": "someone else's"}))
+    assert client.window.is_pending("r07")  # not what was written: still pending
+    assert client.shown()[1]["text"] == "edited"
+    client.deliver(sim.update("r07", {"text": "edited"}))
+    assert not client.window.pending
+    reported = len(client.changes)
+    client.window.write_done(wid, sim.rows[row["id"]], client.now)  # the answers: nothing new
+    client.window.write_done(edit, sim.rows["r07"], client.now)
+    client.pump()
+    assert len(client.changes) == reported and client.shown() == client.truth()
+
+
 def test_a_refused_write_is_rolled_back_with_its_error():
     sim = seeded()
     client = subscribed(sim)

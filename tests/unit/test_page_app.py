@@ -458,10 +458,13 @@ def test_subscribed_history_and_load_older_follow_the_live_query(make_page):
     page, document, _, _, live = started(make_page)
     body = document.body.dataset
     live.rows = [{"id": "r%d" % n} for n in range(100)]
-    live.current = False
+    page.view.show_current(False)
     page.on_shown()  # rows restored from the snapshot: not current yet
     assert not hasattr(body, "subscribed")
-    live.current = True
+    live.current = True  # (the live query is ahead of the screen: not said yet)
+    page.on_shown()
+    assert not hasattr(body, "subscribed")
+    page.view.show_current(True)  # the change that made it current is on screen
     page.on_shown()
     assert body.subscribed == "true" and body.history == "true"
     older = document.getElementById("load-older")

@@ -3,7 +3,7 @@ Directus, written behind, never with a credential in them."""
 
 import json
 
-from page.snapshot import PREFIX, SAVE_DELAY_MS, SnapshotStore
+from page.snapshot import MAX_ROWS, PREFIX, SAVE_DELAY_MS, SnapshotStore, dumps
 from tests.fakes import Timer
 from tests.unit.test_page_outbox import FullStorage, Storage, UnreadableStorage
 
@@ -76,3 +76,17 @@ def test_a_full_or_unreadable_storage_is_a_warning_not_an_exception():
     store.save(SNAPSHOT)
     store.flush()
     assert store.load() is None
+
+
+def test_a_long_window_is_kept_to_its_first_rows():
+    rows = [{"id": str(i), "text": "m %d" % i, "user": "u"} for i in range(MAX_ROWS + 5)]
+    store, storage, _ = make()
+    store.save({"collection": "messages", "query": {"limit": 2000}, "rows": rows})
+    store.flush()
+    kept = json.loads(storage.items[PREFIX + URL])
+    assert kept == {"collection": "messages", "query": {"limit": 2000}, "rows": rows[:MAX_ROWS]}
+
+
+def test_dumps_is_json_of_the_snapshot_whatever_its_shape():
+    for snapshot in ({"rows": []}, {"rows": [{"a": [1, "é"]}]}, {"x": 1}, {"rows": "?", "y": None}):
+        assert json.loads(dumps(snapshot)) == snapshot

@@ -47,16 +47,18 @@ class Rows:
         self.shown = {}
         self.pending = set()
         self.calls = []
+        self.batches = []  # len(calls) at each begin() and end()
         self.list = type("List", (), {"dataset": Data()})()
+
+    def begin(self) -> None:
+        self.batches.append(len(self.calls))
+
+    def end(self) -> None:
+        self.batches.append(len(self.calls))
 
     def show(self, item) -> None:
         self.calls.append(("show", item["id"]))
         self.shown.setdefault(item["id"], dict(item))
-
-    def show_each(self, items) -> None:
-        self.calls.append(("show_each", len(items)))
-        for item in items:
-            self.shown.setdefault(item["id"], dict(item))
 
     async def show_many(self, items) -> None:
         self.calls.append(("show_many", len(items)))
@@ -95,15 +97,19 @@ def test_added_changed_and_removed_rows_are_applied_by_id():
     live.emit(Change("catch-up", changed=[row(2, "edited")], removed=["id-3"], added=[row(4)]))
     assert rows.shown == {"id-1": row(1), "id-2": row(2, "edited"), "id-4": row(4)}
     assert after == [1, 1]  # once per batch, after it is on screen
-    # a batch's additions in one call (the list's layout is read once for them);
     # removals first, then edits, then additions: an id removed and added again in one batch
     # ends shown
-    assert rows.calls == [
-        ("show_each", 3),
-        ("remove", "id-3"),
-        ("update", "id-2"),
-        ("show", "id-4"),
-    ]
+    assert rows.calls[3:] == [("remove", "id-3"), ("update", "id-2"), ("show", "id-4")]
+
+
+def test_the_readers_place_is_read_once_per_batch_before_the_list_changes():
+    view, live, rows, _, _ = make()
+    live.emit(Change("initial", added=[row(1), row(2)]))
+    live.emit(Change("event", removed=["id-1"], added=[row(3)]))
+    # begin() before the batch's first call, end() after its last
+    assert rows.batches == [0, 2, 2, 4]
+    live.emit(Change("event", removed=["id-2"]))  # nothing shown: nothing to follow
+    assert rows.batches == [0, 2, 2, 4] and rows.calls[-1] == ("remove", "id-2")
 
 
 def test_pending_rows_are_marked_and_unmarked_when_confirmed():
@@ -118,7 +124,7 @@ def test_pending_rows_are_marked_and_unmarked_when_confirmed():
 
 def test_whether_the_view_is_current_is_said_on_the_list_and_the_body():
     view, live, rows, marks, _ = make()
-    live.emit(Change("restore", added=[row(1)], current=False))
+    live.emit(Change("event", added=[row(1)], current=False))
     assert marks.current == "false" and rows.list.dataset.current == "false"
     live.emit(Change("catch-up", current=True))
     assert marks.current == "true" and rows.list.dataset.current == "true"
@@ -142,6 +148,27 @@ def test_a_large_batch_is_shown_a_chunk_at_a_time_and_later_batches_wait_their_t
 
     live.emit(Change("event", added=[row(999)]))  # small again: applied at once
     assert "id-999" in rows.shown
+
+
+def test_current_is_said_when_the_change_that_made_it_current_is_on_screen():
+    spawned, said = [], []
+    live, rows, marks = Live(), Rows(), Data()
+    view = LiveView(live, rows, marks, spawned.append, lambda: said.append(marks.current))
+    live.emit(Change("check", added=[row(n) for n in range(LARGE + 1)], current=False))
+    live.emit(Change("check", current=True))  # the live query is current; the screen is not
+    assert live.current and said == []
+    asyncio.run(spawned[0])
+    assert said == ["false", "true"] and view.shown_current
+
+
+def test_the_rows_of_a_snapshot_are_shown_in_a_later_task():
+    spawned = []
+    view, live, rows, marks, _ = make(spawned)
+    live.emit(Change("restore", added=[row(1), row(2)], current=False))
+    live.emit(Change("initial", added=[row(3)], current=True))
+    assert rows.calls == [] and len(spawned) == 1  # (the page opens its socket meanwhile)
+    asyncio.run(spawned[0])
+    assert rows.calls == [("show_many", 2), ("show_many", 1)] and marks.current == "true"
 
 
 def test_close_stops_listening():
