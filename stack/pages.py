@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from . import mpy
+from . import mpy, snapshot
 
 START, END = "<!-- interpreter:start -->", "<!-- interpreter:end -->"
 # index.html's script tag with its inline JSON configuration (and the comment just above it),
@@ -25,6 +25,7 @@ MICROPYTHON_SCRIPT = re.compile(
 )
 PYODIDE_SCRIPT = '<script type="py" config="./pyscript.toml">{code}</script>'
 PYODIDE_PRELOADS = [
+    '<link rel="modulepreload" href="./static/pyodide-loader.mjs">',
     '<link rel="modulepreload" href="./static/runtime/pyodide/pyodide.mjs">',
     '<link rel="preload" href="./static/runtime/pyodide/pyodide.asm.wasm" as="fetch" '
     'type="application/wasm" crossorigin>',
@@ -32,10 +33,15 @@ PYODIDE_PRELOADS = [
     '<link rel="preload" href="./static/runtime/wheels/pyodide_http-0.2.2-py3-none-any.whl" '
     'as="fetch" crossorigin>',
 ]
+# Pyodide's memory snapshot (stack/snapshot.py), when there is one: static/pyodide-loader.mjs
+# finds it by this link's attribute, and the download starts with the page.
+SNAPSHOT_PRELOAD = '<link rel="preload" href="%s" as="fetch" crossorigin data-pyodide-snapshot>'
+SNAPSHOT_DIR = "./static/runtime/pyodide/"
 
 
-def pyodide_page(index_html: str) -> str:
-    """index.html's text, turned into the Pyodide build's."""
+def pyodide_page(index_html: str, snapshot: str | None = None) -> str:
+    """index.html's text, turned into the Pyodide build's; ``snapshot``: the file name of
+    Pyodide's memory snapshot in static/runtime/pyodide/, linked for the page's loader."""
     if (
         len(MICROPYTHON_SCRIPT.findall(index_html)) != 1
         or START not in index_html
@@ -45,7 +51,10 @@ def pyodide_page(index_html: str) -> str:
     head, rest = index_html.split(START, 1)
     _, tail = rest.split(END, 1)
     indent = head[head.rfind("\n") + 1 :]
-    preloads = ("\n" + indent).join([START, *PYODIDE_PRELOADS, END])
+    links = list(PYODIDE_PRELOADS)
+    if snapshot is not None:
+        links.append(SNAPSHOT_PRELOAD % (SNAPSHOT_DIR + snapshot))
+    preloads = ("\n" + indent).join([START, *links, END])
     page = head + preloads + tail
     page = page.replace(
         "<title>Directus realtime, in Python</title>",
@@ -180,7 +189,8 @@ def write_pyodide_page(root: Path) -> Path | None:
     if not index.is_file():
         return None
     target = root / "pyodide.html"
-    text = pyodide_page(index.read_text())
+    built = snapshot.current(root / "static" / "runtime" / "pyodide")
+    text = pyodide_page(index.read_text(), built.name if built else None)
     if not target.is_file() or target.read_text() != text:
         target.write_text(text)
     return target
