@@ -8,7 +8,7 @@ that any static web server can host (``make dist``: ``python -m stack dist``):
   ``<meta http-equiv>`` (what a static host sends no header for);
 - ``bytecode.mpy``, that bundle, and the ``.mpy`` of every source index.html imports
   (stack/mpy.py: ``source_of``, ``compiled``; kept for any older page still asking for them),
-  and the ``.py`` files pyscript.toml's ``[files]`` names for the Pyodide build;
+  and ``python.zip``, their sources, which the Pyodide build unpacks (``pages.python_zip``);
 - the runtime files the two builds load (PyScript without its code editor and terminal,
   MicroPython, Pyodide and its memory snapshot (stack/snapshot.py), the pyodide-http wheel),
   static/pyodide-loader.mjs (the Pyodide build's interpreter module), static/app.css, the web
@@ -121,9 +121,12 @@ def index_page(root: Path) -> str:
 
 
 def pyodide_sources(root: Path) -> list[str]:
-    """The page's .py files pyscript.toml's ``[files]`` names (the Pyodide build's)."""
+    """The page's .py files the Pyodide build unpacks from pyscript.toml's ``[files]`` zip
+    (pages.PYTHON_ZIP)."""
     config = tomllib.loads((root / "pyscript.toml").read_text())
-    return [url.removeprefix("./") for url in config.get("files", {}) if url.endswith(".py")]
+    if pages.PYTHON_ZIP not in config.get("files", {}):
+        raise ValueError(f"pyscript.toml's [files] lacks {pages.PYTHON_ZIP}")
+    return pages.bytecode_sources(root)
 
 
 def config_json(directus_url: str | None) -> str:
@@ -148,7 +151,7 @@ http(s) (opened from disk it says so and stops).
   with `APP_CONNECT_SRC="https://b.example wss://b.example" make dist`.
 - Stamped files never change under the same URL: `*.mpy` (asked for as `?v=<hash>`) and
   `static/runtime/**` (versioned copies). Let browsers keep them for a year; revalidate the
-  rest (`index.html`, `pyodide.html`, `config.json`, `static/app.css`, the `.py` files).
+  rest (`index.html`, `pyodide.html`, `config.json`, `static/app.css`, `python.zip`).
 - `.mpy`, `.whl` and `.bin` (Pyodide's memory snapshot) are binary
   (`application/octet-stream`), `.wasm` is `application/wasm`, `.mjs` is `text/javascript`,
   `.webmanifest` is `application/manifest+json`.
@@ -292,8 +295,8 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
         target.write_bytes(mpy.compiled_in(root, name))  # CompileError says where
     bundle = pages.bundle((root / "index.html").read_text(), root)
     (out / pages.BUNDLE_URL).write_bytes(bundle)
-    for name in pyodide_sources(root):
-        _copy(root / name, out / name)
+    pyodide_sources(root)  # (pyscript.toml asks for the zip)
+    (out / pages.PYTHON_ZIP).write_bytes(pages.python_zip(root))
     for name in ("app.css", "offline.js", "manifest.webmanifest", "pyodide-loader.mjs"):
         _copy(root / "static" / name, out / "static" / name)
     for icon in sorted((root / "static" / "icons").glob("*.png")):
