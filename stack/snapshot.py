@@ -32,10 +32,11 @@ from . import paths
 RECIPE = Path(__file__).resolve().parent / "snapshot.mjs"
 # Pyodide's files the snapshot is made from (the memory holds the stdlib zip's directory).
 INPUTS = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip")
-# Imported before the memory is taken: what PyScript (its `pyscript` package, which it writes
-# with pathlib) and the page import on Pyodide at every load, and that import without touching
-# a JavaScript object (Node's globals are not a browser's).
-IMPORTS = ("asyncio", "json", "pathlib", "random")
+# Imported before the memory is taken: the standard library PyScript (its `pyscript` package,
+# which it writes with pathlib; `html` for display) and the page import on Pyodide at every
+# load, none of which touches a JavaScript object (Node's globals are not a browser's).
+# encodings.cp437: zipfile decodes the names in the wheel and python.zip with it.
+IMPORTS = ("asyncio", "json", "pathlib", "random", "html", "html.entities", "encodings.cp437")
 NAME = "snapshot-%s.bin"
 GLOB = "snapshot-*.bin"
 # Made the same way wherever it is built: the time zone and locale of the machine that built it
