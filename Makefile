@@ -29,7 +29,7 @@ STATIC_STAMP := static/runtime/.setup-stamp
 PIP_INPUTS := pyproject.toml
 DIRECTUS_INPUTS := stack/directus/package.json stack/directus/package-lock.json
 RUNTIME_INPUTS := stack/runtime/package.json stack/runtime/package-lock.json
-STATIC_INPUTS := $(RUNTIME_INPUTS) stack/assets.py
+STATIC_INPUTS := $(RUNTIME_INPUTS) stack/assets.py stack/snapshot.py stack/snapshot.mjs
 # $(call fresh,STAMP,INPUTS): a shell test, true when STAMP holds the sha256 of INPUTS
 fresh = sha256sum $(2) 2>/dev/null | cmp -s - $(1)
 

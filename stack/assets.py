@@ -1,7 +1,8 @@
 """Copy the browser runtime from stack/runtime/node_modules into static/runtime/ (git-ignored):
 
     static/runtime/pyscript/   @pyscript/core/dist (no source maps)
-    static/runtime/pyodide/    the Pyodide files needed at run time
+    static/runtime/pyodide/    the Pyodide files needed at run time, and its memory snapshot
+                               (stack/snapshot.py: made here, with the venv's Node)
     static/runtime/micropython/  MicroPython for PyScript (micropython.mjs + micropython.wasm)
     static/runtime/sdk/        @directus/sdk/dist ES modules (for a reference JS page)
     static/runtime/wheels/     pyodide_http-0.2.2-py3-none-any.whl (from PyPI, pip download)
@@ -18,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import paths
+from . import paths, snapshot
 
 PYODIDE_FILES = [
     "pyodide.mjs",
@@ -68,6 +69,7 @@ def build(dest: Path = paths.STATIC_RUNTIME) -> dict[str, str]:
     (tmp / "pyodide").mkdir()
     for name in PYODIDE_FILES:
         shutil.copy2(pyodide / name, tmp / "pyodide" / name)
+    snapshot.build_or_warn(tmp / "pyodide")
     (tmp / "micropython").mkdir()
     for name in MICROPYTHON_FILES:
         shutil.copy2(micropython / name, tmp / "micropython" / name)

@@ -8,10 +8,12 @@ that any static web server can host (``make dist``: ``python -m stack dist``):
   ``<meta http-equiv>`` (what a static host sends no header for);
 - ``bytecode.mpy``, that bundle, and the ``.mpy`` of every source index.html imports
   (stack/mpy.py: ``source_of``, ``compiled``; kept for any older page still asking for them),
-  and the ``.py`` files pyscript.toml's ``[files]`` names for the Pyodide build;
+  and ``python.zip``, their sources, which the Pyodide build unpacks (``pages.python_zip``);
 - the runtime files the two builds load (PyScript without its code editor and terminal,
-  MicroPython, Pyodide, the pyodide-http wheel), static/app.css, the web app manifest and its
-  icons; ``sw.js``, the service worker that opens the page offline (stack/offline.py);
+  MicroPython, Pyodide and its memory snapshot (stack/snapshot.py), the pyodide-http wheel),
+  static/pyodide-loader.mjs (the Pyodide build's interpreter module), static/app.css, the web
+  app manifest and its icons; ``sw.js``, the service worker that opens the page offline
+  (stack/offline.py);
   examples/ (pages of their own on the client library, e.g. examples/counter/);
 - ``config.json``: ``{"directus_url": ...}``, the Directus a visitor connects to unless ``?url=``
   or the Settings panel says otherwise (page/app.py reads it). Never a token;
@@ -37,7 +39,7 @@ import tomllib
 import urllib.parse
 from pathlib import Path
 
-from . import mpy, offline, pages, paths
+from . import mpy, offline, pages, paths, snapshot
 
 # Connections the dev page may make besides its own origin: Directus on the loopback, any port
 # (the local stack and the test instances).
@@ -119,9 +121,12 @@ def index_page(root: Path) -> str:
 
 
 def pyodide_sources(root: Path) -> list[str]:
-    """The page's .py files pyscript.toml's ``[files]`` names (the Pyodide build's)."""
+    """The page's .py files the Pyodide build unpacks from pyscript.toml's ``[files]`` zip
+    (pages.PYTHON_ZIP)."""
     config = tomllib.loads((root / "pyscript.toml").read_text())
-    return [url.removeprefix("./") for url in config.get("files", {}) if url.endswith(".py")]
+    if pages.PYTHON_ZIP not in config.get("files", {}):
+        raise ValueError(f"pyscript.toml's [files] lacks {pages.PYTHON_ZIP}")
+    return pages.bytecode_sources(root)
 
 
 def config_json(directus_url: str | None) -> str:
@@ -146,9 +151,10 @@ http(s) (opened from disk it says so and stops).
   with `APP_CONNECT_SRC="https://b.example wss://b.example" make dist`.
 - Stamped files never change under the same URL: `*.mpy` (asked for as `?v=<hash>`) and
   `static/runtime/**` (versioned copies). Let browsers keep them for a year; revalidate the
-  rest (`index.html`, `pyodide.html`, `config.json`, `static/app.css`, the `.py` files).
-- `.mpy` and `.whl` are binary (`application/octet-stream`), `.wasm` is `application/wasm`,
-  `.mjs` is `text/javascript`, `.webmanifest` is `application/manifest+json`.
+  rest (`index.html`, `pyodide.html`, `config.json`, `static/app.css`, `python.zip`).
+- `.mpy`, `.whl` and `.bin` (Pyodide's memory snapshot) are binary
+  (`application/octet-stream`), `.wasm` is `application/wasm`, `.mjs` is `text/javascript`,
+  `.webmanifest` is `application/manifest+json`.
 - `sw.js` is the service worker that opens the page with no network; it must stay at the
   folder's top (its scope) and be revalidated (`no-cache`, as above), so that a new deploy
   reaches visitors at their next visit.
@@ -186,7 +192,7 @@ server {
         application/manifest+json webmanifest;
         application/wasm wasm;
         image/png png;
-        application/octet-stream mpy whl zip;
+        application/octet-stream mpy whl zip bin;
         text/plain py toml md;
     }
 
@@ -248,6 +254,9 @@ def _runtime_files(runtime: Path) -> list[Path]:
         if p.suffix in (".mjs", ".wasm")
     ]
     files += [Path("pyodide") / name for name in PYODIDE_FILES]
+    memory = snapshot.current(runtime / "pyodide")
+    if memory is not None:
+        files.append(Path("pyodide") / memory.name)
     files += [p.relative_to(runtime) for p in sorted((runtime / "wheels").glob("*.whl"))]
     return files
 
@@ -272,7 +281,10 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
     index = index_page(root)
     policy = content_security_policy(connect, script_hashes(index), meta=True)
     (out / "index.html").write_text(with_csp_meta(index, policy))
-    pyodide = pages.pyodide_page((root / "index.html").read_text())
+    memory = snapshot.current(runtime / "pyodide")
+    pyodide = pages.pyodide_page(
+        (root / "index.html").read_text(), memory.name if memory is not None else None
+    )
     policy = content_security_policy(connect, script_hashes(pyodide), meta=True)
     (out / "pyodide.html").write_text(with_csp_meta(pyodide, policy))
     _copy(root / "pyscript.toml", out / "pyscript.toml")
@@ -283,9 +295,9 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
         target.write_bytes(mpy.compiled_in(root, name))  # CompileError says where
     bundle = pages.bundle((root / "index.html").read_text(), root)
     (out / pages.BUNDLE_URL).write_bytes(bundle)
-    for name in pyodide_sources(root):
-        _copy(root / name, out / name)
-    for name in ("app.css", "offline.js", "manifest.webmanifest"):
+    pyodide_sources(root)  # (pyscript.toml asks for the zip)
+    (out / pages.PYTHON_ZIP).write_bytes(pages.python_zip(root))
+    for name in ("app.css", "offline.js", "manifest.webmanifest", "pyodide-loader.mjs"):
         _copy(root / "static" / name, out / "static" / name)
     for icon in sorted((root / "static" / "icons").glob("*.png")):
         _copy(icon, out / "static" / "icons" / icon.name)

@@ -14,9 +14,10 @@
   ``/local-stack.json``, its old name. It is ``no-store``: a secret stays out of every cache.
 - ``/main.mpy``, ``/directus_realtime/<name>.mpy`` and ``/page/<name>.mpy`` (mpy.SOURCES) are
   the .py compiled to MicroPython bytecode, which the MicroPython page imports without
-  compiling (stack/mpy.py); ``/bytecode.mpy`` is all of index.html's in one file. index.html is
-  sent asking for that bundle stamped ``?v=<its version>`` (stack/pages.py ``bundled``), and a
-  stamped URL that matches is ``immutable``.
+  compiling (stack/mpy.py); ``/bytecode.mpy`` is all of index.html's in one file, and
+  ``/python.zip`` their sources in one zip, which the Pyodide build unpacks
+  (pages.python_zip). index.html is sent asking for that bundle stamped ``?v=<its version>``
+  (stack/pages.py ``bundled``), and a stamped URL that matches is ``immutable``.
 - ``/sw.js`` is the service worker (static/sw.js with this build's version and file list,
   stack/offline.py), ``no-cache``: the page opens from it with no network.
 - static/runtime/** is immutable (hashed, versioned copies); everything else is ``no-cache``
@@ -266,6 +267,9 @@ class Handler(BaseHTTPRequestHandler):
         if url_path in ("/config.json", "/local-stack.json"):
             self._local_stack(head)
             return
+        if url_path == pages.PYTHON_ZIP[1:]:
+            self._python_zip(head)
+            return
         if url_path == pages.BUNDLE_URL[1:]:
             self._bundle(urllib.parse.parse_qs(url.query).get("v", [""])[0], head)
             return
@@ -341,6 +345,17 @@ class Handler(BaseHTTPRequestHandler):
         caching = IMMUTABLE if wanted == mpy.stamp(data) else "no-cache"
         if not self._not_modified(tag, caching):
             self._send_bytes(200, data, BINARY_TYPES[".mpy"], head, etag=tag, caching=caching)
+
+    def _python_zip(self, head: bool) -> None:
+        """The Pyodide build's Python in one zip (pages.python_zip), revalidated by its ETag."""
+        try:
+            data = pages.python_zip(self.root)
+        except (OSError, ValueError) as error:
+            self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
+            return
+        tag = mpy.etag(data)
+        if not self._not_modified(tag, "no-cache"):
+            self._send_bytes(200, data, BINARY_TYPES[".zip"], head, etag=tag)
 
     def _bytecode(self, name: str, wanted: str, head: bool) -> None:
         """The .mpy of the source ``name``; kept for good by the browser when asked for by its

@@ -252,6 +252,10 @@ def test_the_built_pyodide_page_connects(open_page, dist_site, stack):
     site = {**dist_site, "origin": dist_site["servers"]["nginx"].origin, "name": "nginx"}
     probe = open_dist(open_page, site, stack, path="pyodide.html", name="pyodide")
     probe.wait_ready()
+    # Pyodide started from the memory snapshot that make dist copies and links (make setup
+    # builds it): static/pyodide-loader.mjs leaves this mark.
+    restored = "performance.getEntriesByName('pyodide-loader: restored from the snapshot').length"
+    assert probe.page.evaluate(restored) == 1
     result = probe.create_item(unique("from the built Pyodide page"), "Ben")
     assert result["ok"], result
     probe.wait_rendered(result["value"]["id"])

@@ -10,8 +10,10 @@ MicroPython page see each other's writes.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -164,3 +166,104 @@ def test_pyodide_page_connects_with_query_parameters(open_page, stack):
     result = probe.create_item(unique("pyodide with query"), "Ben")
     assert result["ok"], result
     probe.wait_rendered(result["value"]["id"])
+
+
+# ----- the memory snapshot (stack/snapshot.py, static/pyodide-loader.mjs) -----
+
+RESTORED = "pyodide-loader: restored from the snapshot"
+REFUSED = "pyodide-loader: snapshot refused, started without it"
+SNAPSHOT_LINK = re.compile(r'<link rel="preload" href="\./([^"]+)" [^>]*data-pyodide-snapshot>')
+
+
+def snapshot_url(stack: dict) -> str:
+    """The snapshot pyodide.html links (``make setup`` builds it)."""
+    with urllib.request.urlopen(pyodide_url(stack)) as response:
+        found = SNAPSHOT_LINK.search(response.read().decode())
+    assert found, "pyodide.html links no memory snapshot: run `make setup`"
+    return urllib.parse.urljoin(stack["app_url"], found.group(1))
+
+
+def marks(probe, name: str) -> int:
+    return probe.page.evaluate("name => performance.getEntriesByName(name).length", name)
+
+
+def test_the_pyodide_page_starts_from_its_memory_snapshot(open_page, stack):
+    url = snapshot_url(stack)
+    probe = ready_page(open_page, stack, "pyodide snapshot", path=PYODIDE)
+    assert url in probe.requests + probe.worker_requests
+    assert (marks(probe, RESTORED), marks(probe, REFUSED)) == (1, 0)
+    result = probe.create_item(unique("from the snapshot"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+    assert probe.page_errors == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 404, "body": "not found"},
+        # a snapshot of another Pyodide build: refused once Pyodide's wasm is running
+        {"status": 200, "body": b"\0" * 4096, "content_type": "application/octet-stream"},
+    ],
+    ids=["missing", "foreign"],
+)
+def test_a_snapshot_that_cannot_be_used_leaves_a_pyodide_page_that_starts_without_it(
+    open_page, stack, answer
+):
+    url = snapshot_url(stack)
+    probe = open_page("pyodide without snapshot")
+    probe.context.route(url, lambda route: route.fulfill(**answer))
+    probe.goto(pyodide_url(stack))
+    probe.wait_ready()
+    assert (marks(probe, RESTORED), marks(probe, REFUSED)) == (0, 1)
+    assert any("snapshot could not be used" in text for text in probe.console_texts())
+    result = probe.create_item(unique("started without the snapshot"), "Ben")
+    assert result["ok"], result
+    probe.wait_rendered(result["value"]["id"])
+    assert probe.page_errors == []
+
+
+# Pyodide through the page's loader alone, on the page server's origin (the HTML is handed to
+# the browser by the test, with no Content-Security-Policy, so it may hold a module script).
+LOADER_PROBE = """<!doctype html>
+<link rel="preload" href="%s" as="fetch" crossorigin data-pyodide-snapshot>
+<script type="module">
+import { loadPyodide } from "./static/pyodide-loader.mjs";
+const pyodide = await loadPyodide();
+window.__python = pyodide.runPython(
+  "import json, random, time; json.dumps([[random.random(), random.random()], "
+  + "[time.timezone, time.altzone, time.daylight, list(time.tzname), time.strftime('%%Z')]])"
+);
+</script>
+"""
+
+
+def test_each_start_from_the_snapshot_has_its_own_random_numbers_and_the_visitors_time_zone(
+    browser, stack
+):
+    """The snapshot holds `random` as it was seeded, and the time zone of the machine that made
+    it (UTC): after each restore the loader seeds again and asks for the zone again."""
+    url = snapshot_url(stack)
+    probe_url = urllib.parse.urljoin(stack["app_url"], "loader-probe.html")
+    context = browser.new_context(timezone_id="Australia/Sydney")
+    try:
+        context.route(
+            probe_url,
+            lambda route: route.fulfill(body=LOADER_PROBE % url, content_type="text/html"),
+        )
+        page = context.new_page()
+        seen = []
+        for _ in range(2):
+            page.goto(probe_url)
+            page.wait_for_function("window.__python !== undefined", timeout=120_000)
+            restored = "name => performance.getEntriesByName(name).length"
+            assert page.evaluate(restored, RESTORED) == 1
+            seen.append(json.loads(page.evaluate("window.__python")))
+    finally:
+        context.close()
+    (first, zone_1), (second, zone_2) = seen
+    # Sydney: UTC+10, and +11 in (southern) summer, which the January of each year is
+    sydney = [-10 * 3600, -11 * 3600, 1, ["UTC+1000", "UTC+1100"]]
+    assert zone_1[:4] == zone_2[:4] == sydney, seen
+    assert zone_1[4] in ("UTC+1000", "UTC+1100"), seen  # (strftime: the C library's names)
+    assert len(set(first + second)) == 4, seen

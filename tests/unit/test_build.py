@@ -98,9 +98,9 @@ def test_a_bad_directus_url_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "dist").exists()
 
 
-def test_the_pyodide_build_gets_every_py_file_of_pyscript_toml():
+def test_the_pyodide_build_gets_the_page_python_in_the_zip_pyscript_toml_names():
     names = build.pyodide_sources(paths.ROOT)
-    assert "main.py" in names and "page/app.py" in names
+    assert "main.py" in names and "page/app.py" in names and "directus_realtime/rest.py" in names
     assert all((paths.ROOT / name).is_file() for name in names)
 
 

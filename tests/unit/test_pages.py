@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tomllib
+import zipfile
 
 import pytest
 
@@ -15,11 +17,13 @@ from stack.pages import (
     BUNDLE_URL,
     MICROPYTHON_SCRIPT,
     PYODIDE_SCRIPT,
+    PYTHON_ZIP,
     bundle,
     bundled,
     bytecode_sources,
     micropython_config,
     pyodide_page,
+    python_zip,
     versioned,
     write_pyodide_page,
 )
@@ -40,10 +44,15 @@ def test_the_pyodide_page_is_index_html_on_pyodide():
     assert "./static/runtime/pyodide/pyodide.asm.wasm" in page
     assert "./static/runtime/pyodide/python_stdlib.zip" in page
     assert body(page) == MICROPYTHON_SCRIPT.sub(PYODIDE_SCRIPT.format(code=code), body(INDEX))
-    # The same Python on both: what index.html gets as bytecode, pyodide.html as source.
+    # The same Python on both: what index.html gets as bytecode, pyodide.html as source (in
+    # one zip).
     pyodide_files = tomllib.loads((paths.ROOT / "pyscript.toml").read_text())["files"]
+    assert pyodide_files[PYTHON_ZIP] == "./*"
+    assert not [f for f in pyodide_files if f.endswith(".py")]
     mpy_files = micropython_config(INDEX)["files"]
-    assert {f[:-4] for f in mpy_files} == {f[:-3] for f in pyodide_files if f.endswith(".py")}
+    with zipfile.ZipFile(io.BytesIO(python_zip(paths.ROOT))) as archive:
+        assert {f[2:-4] for f in mpy_files} == {n[:-3] for n in archive.namelist()}
+        assert archive.read("main.py") == (paths.ROOT / "main.py").read_bytes()
 
 
 def test_index_html_without_its_markers_is_refused():
@@ -73,15 +82,16 @@ def preloaded(html: str) -> set[str]:
 def test_the_page_preloads_its_interpreter_and_not_its_python():
     """The bytecode files come stamped with their version (``versioned``) and a warm load reads
     them from the cache with no request; preloading them made MicroPython start 20-40 ms later
-    (measured). Pyodide takes seconds to start: its build preloads only its runtime and wheel."""
+    (measured). Pyodide takes longer to start: its build preloads its runtime and the archives
+    of its [files] (the pyodide-http wheel, the page's Python in one zip)."""
     files = micropython_config(INDEX)["files"]
     assert files and all(url.endswith(".mpy") for url in files)
     assert preloaded(INDEX) and all("/runtime/micropython/" in f for f in preloaded(INDEX))
 
     pyodide_files = set(tomllib.loads((paths.ROOT / "pyscript.toml").read_text())["files"])
-    wheels = {f for f in pyodide_files if f.endswith(".whl")}
-    assert wheels and wheels <= preloaded(pyodide_page(INDEX))
-    assert all("/runtime/pyodide/" in f or f in wheels for f in preloaded(pyodide_page(INDEX)))
+    archives = {f for f in pyodide_files if f.endswith((".whl", ".zip"))}
+    assert archives == pyodide_files and archives <= preloaded(pyodide_page(INDEX))
+    assert all("/runtime/pyodide/" in f or f in archives for f in preloaded(pyodide_page(INDEX)))
 
 
 def test_the_server_stamps_each_bytecode_url_with_its_version(tmp_path):
@@ -180,3 +190,19 @@ def test_bytecode_sources_of_a_root_without_a_page_is_empty(tmp_path):
     assert bytecode_sources(tmp_path) == []
     (tmp_path / "index.html").write_text("<html></html>")
     assert bytecode_sources(tmp_path) == []
+
+
+def test_the_pyodide_builds_python_zip_is_the_same_bytes_for_the_same_sources(tmp_path):
+    (tmp_path / "index.html").write_text(INDEX)
+    for name in bytecode_sources(paths.ROOT):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes((paths.ROOT / name).read_bytes())
+    first = python_zip(tmp_path)
+    assert python_zip(tmp_path) == first
+    (tmp_path / "main.py").write_text("# changed\n")
+    changed = python_zip(tmp_path)
+    assert changed != first
+    with zipfile.ZipFile(io.BytesIO(changed)) as archive:
+        assert archive.read("main.py") == b"# changed\n"
+    with pytest.raises(ValueError):
+        python_zip(tmp_path / "nowhere")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
 import threading
+import zipfile
 
 import pytest
 
@@ -102,6 +104,25 @@ def test_the_page_package_is_answered_as_bytecode(served):
     # The source itself too, as for the library: the Pyodide build imports it.
     status, headers, body = request("/page/tiny.py")
     assert status == 200 and body.startswith(b"def hello")
+
+
+def test_the_pyodide_builds_python_comes_in_one_zip_of_index_htmls_sources(served, tmp_path):
+    request, _ = served
+    # The tiny repository's index.html: its MicroPython config names two modules.
+    files = {"./main.mpy": "./main.mpy", "./page/tiny.mpy": "./page/tiny.mpy"}
+    (tmp_path / "index.html").write_text(
+        "<script type=\"mpy\" config='%s'>\nfrom main import start\n</script>"
+        % json.dumps({"files": files})
+    )
+    status, headers, body = request("/python.zip")
+    assert status == 200 and headers["content-type"] == "application/octet-stream"
+    assert headers["cache-control"] == "no-cache"
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert sorted(archive.namelist()) == ["main.py", "page/tiny.py"]
+        assert archive.read("page/tiny.py").startswith(b"def hello")
+    assert request("/python.zip", **{"If-None-Match": headers["etag"]})[0] == 304
+    (tmp_path / "main.py").write_text("async def start():\n    return 1\n")
+    assert request("/python.zip", **{"If-None-Match": headers["etag"]})[0] == 200
 
 
 @pytest.mark.parametrize(
