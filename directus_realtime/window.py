@@ -46,7 +46,7 @@ import random
 # typing.TYPE_CHECKING without importing typing at run time (MicroPython has none).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 CHECK_EVERY = 30.0  # seconds between two checks while subscribed
@@ -228,14 +228,7 @@ def _merge(left: "list[Any]", right: "list[Any]", cmp: "Callable[[Any, Any], int
     if len(right) * 8 < len(left):  # a few new rows into many: find each one's place
         out = list(left)
         for row in right:
-            lo, hi = 0, len(out)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if cmp(row, out[mid]) < 0:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            out.insert(lo, row)
+            out.insert(_place(out, row, cmp), row)
         return out
     out = []
     i = j = 0
@@ -503,9 +496,17 @@ class _Checks:
         """A page of the light read (ids and ``updated_field``): the ids the window holds, and
         those to read in full (new here, or of another version). Done page by page, as the
         pages come: a window of 10,000 rows compared at once holds the page on MicroPython."""
-        field, key, rows, touched = self.updated_field, self.key, self._base.by_id, self._touched
-        since = self._sent.get("ids", 0)
-        seen, wanted, versions = self._seen, self._wanted, self._versions
+        field, key, wanted, versions = self.updated_field, self.key, self._wanted, self._versions
+        for item_id, row, old in self._read_rows(data, self._sent.get("ids", 0)):
+            version = row.get(field)
+            if old is None or field not in old or old.get(field) != version:
+                wanted.append(row[key])
+                versions[item_id] = version
+
+    def _read_rows(self, data: "list[Any]", since: int) -> "Iterator[tuple[str, Any, Any]]":
+        """``(id, row, the row held now)`` for each row of a read, its id seen in the server's
+        window; not the rows an event since the read began is newer than."""
+        key, touched, rows, seen = self.key, self._touched, self._base.by_id, self._seen
         for row in data:
             value = row.get(key) if isinstance(row, dict) else None
             if value is None:
@@ -514,11 +515,7 @@ class _Checks:
             seen.add(item_id)
             if item_id in touched and self._event_wins(item_id, since):
                 continue  # (the event's version stays)
-            old = rows.get(item_id)
-            version = row.get(field)
-            if old is None or field not in old or old.get(field) != version:
-                wanted.append(value)
-                versions[item_id] = version
+            yield item_id, row, rows.get(item_id)
 
     def _light_done(self, now: float) -> None:
         """The light read is complete: read the rows it wants, or settle the window."""
@@ -573,18 +570,9 @@ class _Checks:
         if not isinstance(order, list):
             self._finished(now)
             return
-        key, touched, rows, seen = self.key, self._touched, self._base.by_id, self._seen
         arrived = []  # (id, row) of the rows new or changed, in the server's order
         since = self._sent.get("window", 0)
-        for row in order:
-            value = row.get(key) if isinstance(row, dict) else None
-            if value is None:
-                continue
-            item_id = str(value)
-            seen.add(item_id)
-            if item_id in touched and self._event_wins(item_id, since):
-                continue  # (the event's version stays)
-            old = rows.get(item_id)
+        for item_id, row, old in self._read_rows(order, since):
             if old is None or old != row:
                 arrived.append((item_id, row))
         self._base.put_many(arrived)
