@@ -196,7 +196,7 @@ def sort_rows(
 def _sorted(items: "list[Any]", cmp: "Callable[[Any, Any], int]") -> "list[Any]":
     """``items`` in ``cmp``'s order. Rows usually come from Directus already in the query's
     order (or reversed): checked first with n - 1 comparisons, as a sort with a Python
-    comparison costs about a second for 10,000 rows on MicroPython. Otherwise a merge sort:
+    comparison of a long window holds the page on MicroPython. Otherwise a merge sort:
     MicroPython's ``list.sort`` is not stable, and descending strings have no key that negates
     them."""
     n = len(items)
@@ -273,8 +273,8 @@ def _drop(order: "list[Any]", row: "Any", cmp: "Callable[[Any, Any], int]") -> b
 
 class _Rows:
     """The server's rows of the window, by id and in the query's order. The order is kept as
-    rows come and go (a sort of 10,000 rows with a Python comparison takes about a second on
-    MicroPython); the ids changed since ``take_changes()`` are noted for the next report."""
+    rows come and go (a sort with a Python comparison is slow on MicroPython); the ids changed
+    since ``take_changes()`` are noted for the next report."""
 
     def __init__(self, cmp: "Callable[[Any, Any], int]") -> None:
         self.cmp = cmp
@@ -953,8 +953,8 @@ class LiveWindow(_Checks):
     def _stored(self, item_id: str, row: "dict[str, Any] | None") -> None:
         """The writes made here that an event shows stored are no longer pending: a create or
         update whose every written field the event's row holds, a delete of a deleted row.
-        Directus sends the event before its reply to the write (15-40 ms before, measured on
-        a local Directus); the reply then finds nothing left to confirm."""
+        Directus sends the event before its reply to the write, and a page shows it as stored
+        then; the reply finds nothing left to confirm."""
         for write in list(self._writes):
             if str(write.id) != item_id:
                 continue
@@ -1115,8 +1115,8 @@ class LiveWindow(_Checks):
 
     def _publish(self, reason: str, error: "BaseException | None" = None) -> None:
         """Diff the view against what was last reported, by id, and report it once: only the
-        rows whose ids changed since, when they are few (a window of 10,000 rows compared
-        row by row at every event would cost tens of milliseconds on MicroPython)."""
+        rows whose ids changed since, when they are few (a long window compared row by row at
+        every event would hold the page on MicroPython)."""
         dirty = self._base.take_changes()
         written, self._written = self._written, set()
         if dirty is not None:

@@ -35,7 +35,7 @@ class LiveView:
     def drain(self) -> None:
         """Apply the queued changes now, until one is large or restores a snapshot: that one
         (and what follows it) is shown by ``drain_slowly``, in later tasks (the rows of a
-        snapshot are shown after the socket is opened, not before: 50-100 ms for 100 rows)."""
+        snapshot are shown after the socket is opened: drawn before, they held it back)."""
         while self.queue:
             first = self.queue[0]
             if first.reason == "restore" or len(first.added or ()) > LARGE:

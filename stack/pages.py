@@ -97,7 +97,7 @@ PRELOAD = '    <link rel="preload" href="%s" as="fetch" crossorigin>'
 
 # The page's bytecode in one file: for each [files] entry its path in the interpreter's
 # filesystem, a newline, its length, a newline and its bytes. PyScript fetches and writes each
-# [files] entry on its own, about 2 ms a file on a warm load; the bundle is one entry, written
+# [files] entry on its own, at every load; the bundle is one entry, written
 # out by BUNDLE_UNPACK (MicroPython) before main.py is imported.
 BUNDLE_URL = "./bytecode.mpy"
 BUNDLE_PATH = "./bytecode.bin"
@@ -188,9 +188,8 @@ def versioned(index_html: str, root: Path) -> str:
 
 # The Pyodide build's Python in one file (pyscript.toml's ``"./python.zip" = "./*"``, which
 # PyScript unpacks into the interpreter's working folder): the sources of the modules index.html
-# loads as bytecode, one list for both builds. One request instead of one per module: on a
-# warm load PyScript's [files] step took 128-460 ms for 25 files (median 250) and 42-132 ms
-# (median 91) for the zip, 6 interleaved rounds at load average 9-13.
+# loads as bytecode, one list for both builds. One request instead of one per module: PyScript
+# fetches and writes each [files] entry on its own, at every load.
 PYTHON_ZIP = "./python.zip"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the same sources make the same bytes (and ETag)
 

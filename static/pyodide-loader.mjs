@@ -2,7 +2,7 @@
 // started from a memory snapshot when the page links one.
 //
 // Pyodide's own start-up compiles its Python modules from the sources in python_stdlib.zip
-// at every load (about 1.5 s of a 1.9 s warm start on a 2-core machine). A memory snapshot
+// at every load (most of a warm start). A memory snapshot
 // (stack/snapshot.py, built by `make setup`) is the interpreter's memory right after that
 // start-up and a few imports; Pyodide restores it instead of running them. The page names
 // the snapshot in a `<link rel="preload" data-pyodide-snapshot href=...>` (stack/pages.py), so
