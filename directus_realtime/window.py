@@ -424,7 +424,6 @@ class _Checks:
         def _keyed(self, row: Any) -> bool: ...
         def _id(self, row: dict[str, Any]) -> str: ...
         def _trim(self) -> None: ...
-        def _same_version(self, old: dict[str, Any], new: dict[str, Any]) -> bool: ...
         def _publish(self, reason: str, error: BaseException | None = None) -> None: ...
 
     def _fingerprintable(self) -> bool:
@@ -975,10 +974,6 @@ class LiveWindow(_Checks):
                 self._written.add(str(write.id))
                 return self._writes.pop(i)
         return None
-
-    def _same_version(self, old: "dict[str, Any]", new: "dict[str, Any]") -> bool:
-        field = self.updated_field
-        return field is not None and old.get(field) == new.get(field)
 
     def _keyed(self, row: "Any") -> bool:
         return isinstance(row, dict) and row.get(self.key) is not None

@@ -52,6 +52,15 @@ TEXT_VALIDATION: dict[str, Any] = {
 }
 TEXT_VALIDATION_MESSAGE = f"A message is at most {MAX_TEXT_LENGTH:,} characters long."
 
+
+def _timestamp(field: str, special: str) -> dict[str, Any]:
+    """A read-only, indexed timestamp Directus sets itself (``special``)."""
+    meta = {"special": [special], "interface": "datetime", "display": "datetime"}
+    meta.update({"display_options": {"relative": True}, "readonly": True, "hidden": True})
+    meta["width"] = "half"
+    return {"field": field, "type": "timestamp", "meta": meta, "schema": {"is_indexed": True}}
+
+
 FIELDS: list[dict[str, Any]] = [
     {
         "field": "id",
@@ -59,36 +68,10 @@ FIELDS: list[dict[str, Any]] = [
         "meta": {"special": ["uuid"], "interface": "input", "hidden": True, "readonly": True},
         "schema": {"is_primary_key": True, "length": 36, "has_auto_increment": False},
     },
-    {
-        "field": "date_created",
-        "type": "timestamp",
-        "meta": {
-            "special": ["date-created"],
-            "interface": "datetime",
-            "display": "datetime",
-            "display_options": {"relative": True},
-            "readonly": True,
-            "hidden": True,
-            "width": "half",
-        },
-        # Indexed: the page reads its history and catch-up sorted and bounded by date_created.
-        "schema": {"is_indexed": True},
-    },
-    {
-        "field": "date_updated",
-        "type": "timestamp",
-        "meta": {
-            "special": ["date-updated"],
-            "interface": "datetime",
-            "display": "datetime",
-            "display_options": {"relative": True},
-            "readonly": True,
-            "hidden": True,
-            "width": "half",
-        },
-        # Indexed: a live query's check reads the rows edited since its last mark by it.
-        "schema": {"is_indexed": True},
-    },
+    # Indexed: the page reads its history and catch-up sorted and bounded by date_created.
+    _timestamp("date_created", "date-created"),
+    # Indexed: a live query's check reads the rows edited since its last mark by it.
+    _timestamp("date_updated", "date-updated"),
     {
         "field": "text",
         "type": "text",

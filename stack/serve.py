@@ -43,6 +43,7 @@ import signal
 import sys
 import threading
 import urllib.parse
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -336,26 +337,16 @@ class Handler(BaseHTTPRequestHandler):
     def _bundle(self, wanted: str, head: bool) -> None:
         """index.html's bytecode in one file (pages.bundle); kept for good by the browser when
         asked for by its version (``wanted``)."""
-        try:
-            data = pages.bundle((self.root / "index.html").read_text(), self.root)
-        except (mpy.CompileError, OSError, ValueError) as error:
-            self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
-            return
-        tag = mpy.etag(data)
-        caching = IMMUTABLE if wanted == mpy.stamp(data) else "no-cache"
-        if not self._not_modified(tag, caching):
-            self._send_bytes(200, data, BINARY_TYPES[".mpy"], head, etag=tag, caching=caching)
+        self._send_made(
+            lambda: pages.bundle((self.root / "index.html").read_text(), self.root),
+            BINARY_TYPES[".mpy"],
+            head,
+            wanted,
+        )
 
     def _python_zip(self, head: bool) -> None:
         """The Pyodide build's Python in one zip (pages.python_zip), revalidated by its ETag."""
-        try:
-            data = pages.python_zip(self.root)
-        except (OSError, ValueError) as error:
-            self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
-            return
-        tag = mpy.etag(data)
-        if not self._not_modified(tag, "no-cache"):
-            self._send_bytes(200, data, BINARY_TYPES[".zip"], head, etag=tag)
+        self._send_made(lambda: pages.python_zip(self.root), BINARY_TYPES[".zip"], head)
 
     def _bytecode(self, name: str, wanted: str, head: bool) -> None:
         """The .mpy of the source ``name``; kept for good by the browser when asked for by its
@@ -364,15 +355,28 @@ class Handler(BaseHTTPRequestHandler):
         if source is None:
             self._not_found(head)
             return
+        # (name: what tracebacks show)
+        self._send_made(lambda: mpy.compiled(source, name), BINARY_TYPES[".mpy"], head, wanted)
+
+    def _send_made(
+        self,
+        make: Callable[[], bytes],
+        content_type: str,
+        head: bool,
+        wanted: str | None = None,
+    ) -> None:
+        """A file the server makes (bytecode, its bundle, the Pyodide build's zip), revalidated
+        by its ETag; kept for good by the browser when asked for by its version (``wanted``).
+        A file that cannot be made is a 500 saying why."""
         try:
-            data = mpy.compiled(source, name)  # name: what tracebacks show
-        except (mpy.CompileError, OSError) as error:
+            data = make()
+        except (mpy.CompileError, OSError, ValueError) as error:
             self._send_bytes(500, f"{error}\n".encode(), "text/plain; charset=utf-8", head)
             return
         tag = mpy.etag(data)
-        caching = IMMUTABLE if wanted == mpy.stamp(data) else "no-cache"
+        caching = IMMUTABLE if wanted is not None and wanted == mpy.stamp(data) else "no-cache"
         if not self._not_modified(tag, caching):
-            self._send_bytes(200, data, BINARY_TYPES[".mpy"], head, etag=tag, caching=caching)
+            self._send_bytes(200, data, content_type, head, etag=tag, caching=caching)
 
     def do_GET(self) -> None:
         self._serve(head=False)
