@@ -195,10 +195,29 @@ class WebKitSession(Session):
         )
 
     def set_viewport(self, width: int, height: int) -> tuple[int, int]:
-        self.driver.set_window_size(width, height)
-        inner = self.run("return [innerWidth, innerHeight];")
-        # (the window's toolbar takes part of its height)
-        self.driver.set_window_size(width, height + height - inner[1])
+        # The window's toolbar takes part of its height, and the X server resizes the window
+        # after set_window_size returns (a CI run once read the old height): resize, wait for
+        # the viewport to change, and grow the window by what the toolbar took.
+        outer = height
+        for _ in range(3):
+            inner = self._resize(width, outer)
+            if inner == (width, height):
+                break
+            outer += height - inner[1]
+        return inner
+
+    def _resize(self, width: int, height: int) -> tuple[int, int]:
+        """The window made ``width`` x ``height``; the viewport once it has changed (or 5 s)."""
+        before = self.run("return [innerWidth, innerHeight];")
+        size = self.driver.get_window_size()
+        if (size["width"], size["height"]) != (width, height):
+            self.driver.set_window_size(width, height)
+            deadline = time.monotonic() + 5
+            while self.run("return [innerWidth, innerHeight];") == before:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(POLL_S)
+            time.sleep(0.1)  # (a toolbar laid out after the first resize event)
         return tuple(self.run("return [innerWidth, innerHeight];"))
 
     def screenshot(self) -> bytes:

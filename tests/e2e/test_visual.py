@@ -126,9 +126,8 @@ def compare(actual: bytes, name: str, out: Path) -> None:
     diff = ImageChops.difference(got, want)
     for dy in (1, -1):
         diff = ImageChops.darker(diff, ImageChops.difference(got, ImageChops.offset(want, 0, dy)))
-    changed = sum(
-        1 for pixel in diff.getdata() if max(pixel) > PIXEL_TOLERANCE
-    )  # (700k pixels: about 0.2 s)
+    red, green, blue = (c.point(lambda v: 255 if v > PIXEL_TOLERANCE else 0) for c in diff.split())
+    changed = ImageChops.lighter(ImageChops.lighter(red, green), blue).histogram()[255]
     share = changed / (got.size[0] * got.size[1])
     if share > MAX_CHANGED:
         diff.point(lambda v: 255 if v > PIXEL_TOLERANCE else 0).save(out / ("diff-" + name))
