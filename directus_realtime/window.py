@@ -190,21 +190,64 @@ def sort_rows(
     rows: "list[dict[str, Any]]", fields: "list[tuple[str, bool]]", key: str = "id"
 ) -> "list[dict[str, Any]]":
     """``rows`` in the order of ``fields``, ties broken by primary key."""
-    return _sorted(list(rows), row_order(fields, key))
+    return _sorted(list(rows), row_order(fields, key), fields[0] if fields else None)
 
 
-def _sorted(items: "list[Any]", cmp: "Callable[[Any, Any], int]") -> "list[Any]":
+def _sorted(
+    items: "list[Any]", cmp: "Callable[[Any, Any], int]", first: "tuple[str, bool] | None" = None
+) -> "list[Any]":
     """``items`` in ``cmp``'s order. Rows usually come from Directus already in the query's
-    order (or reversed): checked first with n - 1 comparisons, as a sort with a Python
-    comparison of a long window holds the page on MicroPython. Otherwise a merge sort:
-    MicroPython's ``list.sort`` is not stable, and descending strings have no key that negates
-    them."""
-    n = len(items)
-    if n <= 1:
+    order (or reversed): checked first (``_direction``), as a sort with a Python comparison of
+    a long window holds the page on MicroPython. Otherwise a merge sort: MicroPython's
+    ``list.sort`` is not stable, and descending strings have no key that negates them."""
+    direction = _direction(items, cmp, first)
+    if direction > 0:
         return items
-    if all(cmp(items[i], items[i + 1]) <= 0 for i in range(n - 1)):
+    if direction < 0:
+        items.reverse()
         return items
-    if all(cmp(items[i], items[i + 1]) > 0 for i in range(n - 1)):
+    return _merge_sort(items, cmp)
+
+
+def _direction(
+    items: "list[Any]", cmp: "Callable[[Any, Any], int]", first: "tuple[str, bool] | None" = None
+) -> int:
+    """1 if ``items`` are in ``cmp``'s order, -1 if each comes strictly after the next, else 0.
+    ``first`` (the first sort field, and whether it is descending) decides the pairs whose
+    values of it are two different strings without calling ``cmp``: a tenth of the time on
+    MicroPython, where a window's page of 1,000 rows is checked in about 4 ms with ``cmp``."""
+    if len(items) <= 1:
+        return 1
+    up = down = True
+    name, descending = first if first is not None else ("", False)
+    prev: Any = items[0]
+    before: Any = prev.get(name) if first is not None and type(prev) is dict else None
+    for row in items[1:]:
+        value = row.get(name) if first is not None and type(row) is dict else None
+        if type(value) is str and type(before) is str and value != before:
+            c = 1 if before > value else -1
+            if descending:
+                c = -c
+        else:
+            c = cmp(prev, row)
+        if c > 0:
+            up = False
+        else:
+            down = False
+        if not (up or down):
+            return 0
+        prev, before = row, value
+    return 1 if up else -1
+
+
+def _in_direction(
+    items: "list[Any]", direction: int, cmp: "Callable[[Any, Any], int]"
+) -> "list[Any]":
+    """``items`` in ``cmp``'s order, given what ``_direction`` said of them (or of a list they
+    are a part of, in the same order)."""
+    if direction > 0 or len(items) <= 1:
+        return items
+    if direction < 0:
         items.reverse()
         return items
     return _merge_sort(items, cmp)
@@ -276,8 +319,11 @@ class _Rows:
     rows come and go (a sort with a Python comparison is slow on MicroPython); the ids changed
     since ``take_changes()`` are noted for the next report."""
 
-    def __init__(self, cmp: "Callable[[Any, Any], int]") -> None:
+    def __init__(
+        self, cmp: "Callable[[Any, Any], int]", first: "tuple[str, bool] | None" = None
+    ) -> None:
         self.cmp = cmp
+        self.first = first  # the first sort field (``_direction``)
         self.by_id: dict[str, dict[str, Any]] = {}
         self.order: list[dict[str, Any]] = []
         self.changed: list[str] = []  # in the order they changed (rows come in order)
@@ -310,7 +356,7 @@ class _Rows:
                 placed.add(item_id)
                 order.append(row)
         self.by_id = by_id
-        self.order = _sorted(order, self.cmp)
+        self.order = _sorted(order, self.cmp, self.first)
         self.all_changed = True
 
     def put(self, item_id: str, row: "dict[str, Any]") -> None:
@@ -319,6 +365,7 @@ class _Rows:
     def put_many(self, pairs: "list[tuple[str, dict[str, Any]]]") -> None:
         """Add or replace rows (``(id, row)``, best in the query's order)."""
         by_id, cmp = self.by_id, self.cmp
+        noted, changed = self._changed, self.changed  # (``_note``, inline: a call per row)
         replaced, new = [], {}
         for item_id, row in pairs:
             old = by_id.get(item_id)
@@ -328,7 +375,9 @@ class _Rows:
                 replaced.append(old)
             by_id[item_id] = row
             new[item_id] = row
-            self._note(item_id)
+            if item_id not in noted:
+                noted.add(item_id)
+                changed.append(item_id)
         self._take_out(replaced)
         fresh = []
         for item_id, row in pairs:
@@ -336,7 +385,7 @@ class _Rows:
                 fresh.append(row)
                 del new[item_id]  # (placed once)
         if fresh:
-            self.order = _merge(self.order, _sorted(fresh, cmp), cmp)
+            self.order = _merge(self.order, _sorted(fresh, cmp, self.first), cmp)
 
     def pop(self, item_id: str) -> "dict[str, Any] | None":
         row = self.by_id.pop(item_id, None)
@@ -653,7 +702,8 @@ class LiveWindow(_Checks):
         self.checks = 0  # checks run (for figures)
         self._sort = _sort_fields(self.query, key)
         self._cmp = row_order(self._sort, key)
-        self._base = _Rows(self._cmp)  # the server's rows, by id and in order
+        self._first = self._sort[0] if self._sort else None
+        self._base = _Rows(self._cmp, self._first)  # the server's rows, by id and in order
         self._written: set[str] = set()  # ids whose pending writes changed since the report
         self._writes: list[_Write] = []  # pending, oldest first
         self._shown: dict[str, dict[str, Any]] = {}  # id -> row as last reported
@@ -1027,7 +1077,7 @@ class LiveWindow(_Checks):
             made = [row for row in (self._view_row(i) for i in ids) if row is not None]
             over = set(id(self._base[i]) for i in ids if i in self._base)
             kept = [row for row in ordered if id(row) not in over] if over else ordered
-            ordered = _merge(kept, _sorted(made, self._cmp), self._cmp)
+            ordered = _merge(kept, _sorted(made, self._cmp, self._first), self._cmp)
         limit = self._limit()
         return ordered[:limit] if limit is not None else list(ordered)
 
@@ -1063,7 +1113,11 @@ class LiveWindow(_Checks):
         order, shown, cmp, key = self._order, self._shown, self._cmp, self.key
         if len(ids) > len(order):  # (a first answer, or most of the window)
             return None
-        news = [(item_id, self._view_row(item_id)) for item_id in ids]
+        if self._writes:
+            news = [(item_id, self._view_row(item_id)) for item_id in ids]
+        else:  # (the server's rows as they are: most of the time)
+            held = self._base.by_id
+            news = [(item_id, held.get(item_id)) for item_id in ids]
         olds = [shown[i] for i, new in news if i in shown and shown[i] is not new]
         if len(olds) * 8 < len(order):
             for row in olds:
@@ -1073,8 +1127,11 @@ class LiveWindow(_Checks):
             gone = set(map(id, olds))
             order = [row for row in order if id(row) not in gone]
         fresh = [new for i, new in news if new is not None and shown.get(i) is not new]
-        if fresh:  # (in the order they came: usually the query's, so merged without a sort)
-            order = _merge(order, _sorted(fresh, cmp), cmp)
+        # In the order they came: usually the query's, so merged without a sort; the rows
+        # added and changed below come in the same order, so its direction holds for them too.
+        direction = _direction(fresh, cmp, self._first)
+        if fresh:
+            order = _merge(order, _in_direction(fresh, direction, cmp), cmp)
         limit = self._limit()
         evicted = []
         if limit is not None:
@@ -1106,7 +1163,7 @@ class LiveWindow(_Checks):
             if item_id not in in_news and shown.get(item_id) is row:
                 del shown[item_id]
                 removed.append(row[key])
-        return _sorted(added, cmp), _sorted(changed, cmp), removed
+        return _in_direction(added, direction, cmp), _in_direction(changed, direction, cmp), removed
 
     def _publish(self, reason: str, error: "BaseException | None" = None) -> None:
         """Diff the view against what was last reported, by id, and report it once: only the
