@@ -3,7 +3,7 @@ Directus, written behind, never with a credential in them."""
 
 import json
 
-from page.snapshot import MAX_ROWS, PREFIX, SAVE_DELAY_MS, SnapshotStore, dumps
+from page.snapshot import MAX_ROWS, PREFIX, SAVE_DELAY_MS, SLICE_ROWS, SnapshotStore, dumps
 from tests.fakes import Timer
 from tests.unit.test_page_outbox import FullStorage, Storage, UnreadableStorage
 
@@ -90,3 +90,19 @@ def test_a_long_window_is_kept_to_its_first_rows():
 def test_dumps_is_json_of_the_snapshot_whatever_its_shape():
     for snapshot in ({"rows": []}, {"rows": [{"a": [1, "é"]}]}, {"x": 1}, {"rows": "?", "y": None}):
         assert json.loads(dumps(snapshot)) == snapshot
+
+
+def test_a_long_snapshot_is_written_behind_a_slice_of_rows_per_task():
+    store, storage, _ = make()
+    rows = [{"id": str(i), "text": "m%d" % i} for i in range(SLICE_ROWS * 2 + 1)]
+    store.save({"rows": rows})
+    store.timer.fire()
+    store.timer.fire()
+    assert storage.writes == 0
+    assert store.timer.calls == [("start", SAVE_DELAY_MS), ("start", 0), ("start", 0)]
+    newer = {"rows": rows[1:]}
+    store.save(newer)  # a newer snapshot meanwhile: its rows are serialised from the start
+    for _ in range(3):
+        store.timer.fire()
+    assert storage.writes == 1
+    assert json.loads(storage.items[PREFIX + URL]) == newer
