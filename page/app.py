@@ -143,7 +143,8 @@ class Page:
         """``#messages`` from now on shows ``live`` (its rows, pending marks, current), and
         the live query checks the server whenever the tab comes back."""
         self.live = live
-        self.view = LiveView(live, self.rows, self.document.body.dataset, spawn, self.on_shown)
+        body = self.document.body.dataset
+        self.view = LiveView(live, self.rows, body, spawn, self.on_shown, browser.Timer)
         # A write confirmed with no change on screen (its row's event came first) brings no
         # change batch: the pending marks are looked at again after each change of the outbox
         # (at the next task, once the live query has taken the write's outcome too).
@@ -242,6 +243,10 @@ class Page:
 
     def on_state(self, state: str, client) -> None:
         self.outbox.connected = state == "open"
+        if self.view is not None and state not in ("connecting", "authenticating"):
+            # Authenticated (the server's rows take one query more: the saved ones are drawn
+            # meanwhile), or down (the server's rows are not coming soon).
+            self.view.show_saved()
         if state in ("reconnecting", "offline", "closed", "failed"):
             self.save_now()  # unanswered writes and the last rows must survive a reload
             if self.view is not None:
