@@ -5,8 +5,8 @@ build)."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import gzip
+import hashlib
 import json
 import os
 
