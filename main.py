@@ -61,6 +61,9 @@ async def start() -> None:
     directus.on_websocket("message", on_message)
     directus.on_websocket("close", on_close)
     directus.on_websocket("error", on_error)
+    # The socket opens now: the live query below (and its saved rows, read from storage) is
+    # made while the socket opens, and subscribes once it is authenticated.
+    connected = directus.connect()
 
     # The messages: one live query, shown by the page (rows by id, pending, current)
     live = directus.live("messages", query=page.query(), store=page.snapshots)
@@ -73,7 +76,6 @@ async def start() -> None:
 
     window.create_item = js_function(create_item)
 
-    connected = directus.connect()  # the socket opens now
     page.started()  # the Settings panel
     try:
         await connected

@@ -109,7 +109,10 @@ class Page:
         """The store of the library's outbox: this tab's writes, and those of tabs that are
         gone (a previous visit), which this tab takes over and sends."""
         browser.hold_tab_lock(self.tab)
-        self.outbox.claim(await browser.live_tabs())
+        # (Asking Web Locks which tabs are alive costs a load about 10 ms: asked only when
+        # there are other tabs' writes to take over.)
+        if self.outbox.others_waiting():
+            self.outbox.claim(await browser.live_tabs())
         return self.outbox
 
     def signed_in_client(self):
@@ -140,7 +143,8 @@ class Page:
         """``#messages`` from now on shows ``live`` (its rows, pending marks, current), and
         the live query checks the server whenever the tab comes back."""
         self.live = live
-        self.view = LiveView(live, self.rows, self.document.body.dataset, spawn, self.on_shown)
+        body = self.document.body.dataset
+        self.view = LiveView(live, self.rows, body, spawn, self.on_shown, browser.Timer)
         # A write confirmed with no change on screen (its row's event came first) brings no
         # change batch: the pending marks are looked at again after each change of the outbox
         # (at the next task, once the live query has taken the write's outcome too).
@@ -239,6 +243,10 @@ class Page:
 
     def on_state(self, state: str, client) -> None:
         self.outbox.connected = state == "open"
+        if self.view is not None and state not in ("connecting", "authenticating"):
+            # Authenticated (the server's rows take one query more: the saved ones are drawn
+            # meanwhile), or down (the server's rows are not coming soon).
+            self.view.show_saved()
         if state in ("reconnecting", "offline", "closed", "failed"):
             self.save_now()  # unanswered writes and the last rows must survive a reload
             if self.view is not None:

@@ -30,7 +30,11 @@ class MessageList:
         self.scroll_frame = 0
         self.at_bottom = None  # during a batch: whether the reader was at the newest row
         self.nearest = to_js({"block": "nearest"})
-        self.time = window.Intl.DateTimeFormat.new(to_js([]), to_js({"timeStyle": "medium"}))
+        # (looked up once: each lookup is a call into JS, and every row with a time makes both)
+        self.format_time = window.Intl.DateTimeFormat.new(
+            to_js([]), to_js({"timeStyle": "medium"})
+        ).format
+        self.parse_time = window.Date.parse
         # Every row is a clone of this one, filled in first: Python then holds no JS object of
         # the new row but the row itself. (A JS object Python holds lives until MicroPython's
         # next collection: long enough for the browser to keep its wrapper as long as the row,
@@ -68,7 +72,7 @@ class MessageList:
         stamp = item.get("date_created")
         if stamp:
             when.dateTime = stamp
-            when.textContent = self.time.format(self.window.Date.parse(stamp))
+            when.textContent = self.format_time(self.parse_time(stamp))
             self.row_timed = True
         elif self.row_timed:
             when.removeAttribute("datetime")
@@ -238,7 +242,7 @@ class MessageList:
             row.setAttribute("data-created", stamp)  # (a write just stored, in its place)
             when = row.lastChild
             when.dateTime = stamp
-            when.textContent = self.time.format(self.window.Date.parse(stamp))
+            when.textContent = self.format_time(self.parse_time(stamp))
         elif stamp and stamp != row.getAttribute("data-created"):
             pending = row.hasAttribute("data-pending")
             self.remove(item.get("id"))

@@ -9,13 +9,32 @@ and ``body[data-current]``). Batches are applied in the order they came; a large
 load of thousands of rows) is shown a chunk at a time, and the batches after it wait their
 turn. ``rows`` (page/rows.py's ``MessageList``), ``marks`` (a dataset-like object, the body's)
 and ``spawn`` are inputs: tested in CPython with fakes.
+
+The rows of a restored snapshot wait for the server's (the next change, usually the socket's
+first rows, a few tens of milliseconds later) up to ``SAVED_WAIT_MS``, and are then drawn once
+with it: drawn at once, they and the layout they bring kept the page from answering the socket
+while it opened, and they were often drawn twice. ``timer`` (``timer(callback)`` with
+``start(ms)`` and ``cancel()``) makes the wait; without one they are drawn at once.
 """
 
 LARGE = 100  # added rows shown a chunk at a time, with the browser's turn in between
+SAVED_WAIT_MS = 100  # the rows of a snapshot wait this long for the server's, at most
+
+
+class Shown:
+    """A batch made by the view: what the live query holds, drawn on an empty list."""
+
+    reason = "initial"
+    changed = ()
+    removed = ()
+
+    def __init__(self, added: list, current: bool) -> None:
+        self.added = added
+        self.current = current
 
 
 class LiveView:
-    def __init__(self, live, rows, marks, spawn, after=None) -> None:
+    def __init__(self, live, rows, marks, spawn, after=None, timer=None) -> None:
         self.live = live
         self.rows = rows
         self.marks = marks
@@ -25,20 +44,47 @@ class LiveView:
         self.draining = False
         self.pending = set()  # ids marked pending on screen
         self.shown_current = None
+        self.saved_wait = timer(self.show_saved) if timer is not None else None
+        self.holding = False  # the snapshot's rows wait (saved_wait)
         self.remove_listener = live.listen(self.on_change)
 
     def on_change(self, change) -> None:
         self.queue.append(change)
-        if not self.draining:
+        if self.holding:
+            if change.reason != "restore":
+                self.show_saved(True)
+        elif not self.draining:
             self.drain()
+
+    def show_saved(self, with_later=False) -> None:
+        """The snapshot's rows wait no longer (the wait is over, or the page says the server's
+        rows are not coming soon): drawn alone, or ``with_later`` changes as one batch of
+        what the live query holds now (nothing is on screen yet)."""
+        if not self.holding:
+            return
+        self.holding = False
+        self.saved_wait.cancel()
+        self.saved_wait = None  # (once: the first rows only)
+        if with_later:
+            self.queue = [Shown(list(self.live.rows), self.queue[-1].current)]
+        self.drain()
 
     def drain(self) -> None:
         """Apply the queued changes now, until one is large or restores a snapshot: that one
         (and what follows it) is shown by ``drain_slowly``, in later tasks (the rows of a
-        snapshot are shown after the socket is opened: drawn before, they held it back)."""
+        snapshot are shown after the socket is opened: drawn before, they held it back), or
+        waits for the server's rows (``show_saved``)."""
         while self.queue:
             first = self.queue[0]
-            if first.reason == "restore" or len(first.added or ()) > LARGE:
+            if first.reason == "restore" and self.saved_wait is not None:
+                self.holding = True
+                self.saved_wait.start(SAVED_WAIT_MS)
+                return
+            if (
+                first.reason == "restore"
+                or isinstance(first, Shown)
+                or len(first.added or ()) > LARGE
+            ):
                 self.draining = True
                 self.spawn(self.drain_slowly())
                 return

@@ -18,7 +18,9 @@ that any static web server can host (``make dist``: ``python -m stack dist``):
 - ``config.json``: ``{"directus_url": ...}``, the Directus a visitor connects to unless ``?url=``
   or the Settings panel says otherwise (page/app.py reads it). Never a token;
 - ``DEPLOY.md`` and ``nginx.conf``: what a meta tag cannot carry (``frame-ancestors``) and the
-  cache lifetimes of the stamped files.
+  cache lifetimes of the stamped files;
+- a ``.gz`` beside each stamped file that compresses well (``precompress``), which nginx's
+  ``gzip_static`` and Caddy's ``precompressed`` send to browsers that accept gzip.
 
 The Content-Security-Policy is defined once, here (``content_security_policy``), with the
 sha256 of the page's inline classic script (``script_hashes``: the few lines that say what to
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -155,6 +158,10 @@ http(s) (opened from disk it says so and stops).
 - `.mpy`, `.whl` and `.bin` (Pyodide's memory snapshot) are binary
   (`application/octet-stream`), `.wasm` is `application/wasm`, `.mjs` is `text/javascript`,
   `.webmanifest` is `application/manifest+json`.
+- Each stamped file that compresses well has a `.gz` beside it (the same bytes, gzipped):
+  send it to browsers that accept gzip, with `Content-Encoding: gzip` and `Vary:
+  Accept-Encoding` (nginx `gzip_static on`, Caddy `precompressed gzip`). A cold load of the
+  MicroPython page is then about half the bytes, the Pyodide build's 13 MB instead of 45 MB.
 - `sw.js` is the service worker that opens the page with no network; it must stay at the
   folder's top (its scope) and be revalidated (`no-cache`, as above), so that a new deploy
   reaches visitors at their next visit.
@@ -164,7 +171,9 @@ http(s) (opened from disk it says so and stops).
 ```
 example.org {
     root * /srv/directus-realtime
-    file_server
+    file_server {
+        precompressed gzip
+    }
     header Content-Security-Policy "frame-ancestors 'none'"
     header Referrer-Policy no-referrer
     header X-Content-Type-Options nosniff
@@ -202,8 +211,11 @@ server {
     add_header X-Content-Type-Options nosniff always;
     add_header Cache-Control no-cache always;
 
-    # Stamped files never change under the same URL.
+    # Stamped files never change under the same URL. Each has its .gz beside it when that is
+    # smaller (31 MB of Pyodide's memory snapshot go out as 6.4 MB).
     location ~ ^/static/runtime/|\\.mpy$ {
+        gzip_static on;
+        gzip_vary on;
         add_header Content-Security-Policy "frame-ancestors 'none'" always;
         add_header Referrer-Policy no-referrer always;
         add_header X-Content-Type-Options nosniff always;
@@ -259,6 +271,30 @@ def _runtime_files(runtime: Path) -> list[Path]:
         files.append(Path("pyodide") / memory.name)
     files += [p.relative_to(runtime) for p in sorted((runtime / "wheels").glob("*.whl"))]
     return files
+
+
+GZIP_MIN_BYTES = 1024
+GZIP_GAIN = 0.9  # a .gz is written when it is at most this share of the file
+
+
+def precompress(out: Path) -> list[Path]:
+    """A ``.gz`` beside each stamped file of ``out`` (static/runtime/**, ``*.mpy``) that
+    compresses well, for servers that send precompressed files; returns them. Compressing at
+    build time costs the server no CPU per request (the 31 MB snapshot takes 0.5 s)."""
+    written = []
+    for path in sorted(out.rglob("*")):
+        stamped = path.suffix == ".mpy" or path.relative_to(out).parts[:2] == ("static", "runtime")
+        if not stamped or not path.is_file() or path.suffix == ".gz":
+            continue
+        data = path.read_bytes()
+        if len(data) < GZIP_MIN_BYTES:
+            continue
+        packed = gzip.compress(data, 6, mtime=0)  # (level 9: 5x the time for 1 % less)
+        if len(packed) <= GZIP_GAIN * len(data):
+            target = path.with_name(path.name + ".gz")
+            target.write_bytes(packed)
+            written.append(target)
+    return written
 
 
 def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT) -> dict[str, int]:
@@ -324,6 +360,7 @@ def build(out: Path, *, directus_url: str | None = None, root: Path = paths.ROOT
     (out / "sw.js").write_text(worker)
     (out / "DEPLOY.md").write_text(DEPLOY_MD)
     (out / "nginx.conf").write_text(NGINX_CONF)
+    precompress(out)
     return {
         str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()
     }

@@ -18,10 +18,11 @@ from pathlib import Path
 from . import mpy, snapshot
 
 START, END = "<!-- interpreter:start -->", "<!-- interpreter:end -->"
-# index.html's script tag with its inline JSON configuration (and the comment just above it),
-# and the Python in it, which imports main.py.
+# index.html's script tag with its inline JSON configuration (and the comment and the
+# py-config just above it), and the Python in it, which imports main.py.
 MICROPYTHON_SCRIPT = re.compile(
     r"(?:<!--(?:(?!-->).)*-->\s*)?"
+    r"(?:<py-config>[^<]*</py-config>\s*)?"
     r"""<script type="mpy" config='(\{.*?\})'>(.*?)</script>""",
     re.DOTALL,
 )

@@ -25,7 +25,10 @@ const CACHE = PREFIX + VERSION;
 const INDEX = new URL("./", self.location).href;
 const CONFIG = new URL("./config.json", self.location).href;
 const RUNTIME = new URL("./static/runtime/", self.location).href;
-const newerPages = new Set(); // ids of the pages that run a build newer than this one
+// Per page (its client id): a Promise of whether it runs a build newer than this one. The
+// navigation is answered as soon as its headers are in; the comparison of its body with this
+// build's index.html goes on beside, and only the page's stamped files wait for it.
+const newerPages = new Map();
 
 self.addEventListener("install", (event) => {
   // The page's bytecode (*.mpy?v=<hash>) is read from this build's cache by the browser itself,
@@ -63,8 +66,8 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(page(event));
   } else if (url.href === CONFIG) {
     event.respondWith(config(request));
-  } else if (!newerPages.has(event.clientId) && stamped(url)) {
-    event.respondWith(cacheFirst(request));
+  } else if (stamped(url)) {
+    event.respondWith(stampedFile(event));
   } else {
     event.respondWith(networkFirst(request));
   }
@@ -92,24 +95,39 @@ async function precache() {
 }
 
 async function page(event) {
-  const cache = await caches.open(CACHE);
+  let response;
   try {
-    const response = await fetch(event.request);
-    if (response.ok) {
-      const ours = await cache.match(INDEX);
-      if (ours && (await ours.text()) !== (await response.clone().text())) {
-        newerPages.add(event.resultingClientId);
-      }
-    }
-    return response;
+    response = await fetch(event.request);
   } catch (error) {
     // Offline: this build's page (the same page for every address: its query may differ).
+    const cache = await caches.open(CACHE);
     const url = new URL(event.request.url);
     const key = url.pathname.endsWith("/index.html") ? INDEX : url.origin + url.pathname;
     const cached = (await cache.match(key)) || (await cache.match(INDEX));
     if (cached) return cached;
     throw error;
   }
+  if (response.ok) {
+    const id = event.resultingClientId;
+    const newer = differs(response.clone()).catch(() => true); // (unsure: the network's)
+    newerPages.set(id, newer);
+    newer.then((verdict) => verdict || newerPages.delete(id));
+    event.waitUntil(newer);
+  }
+  return response;
+}
+
+// Whether a page's index.html (a response) is not this build's.
+async function differs(response) {
+  const ours = await caches.match(INDEX, { cacheName: CACHE });
+  return Boolean(ours) && (await ours.text()) !== (await response.text());
+}
+
+// A stamped file: from this build's cache, unless the page runs a newer build.
+async function stampedFile(event) {
+  const newer = newerPages.get(event.clientId);
+  if (newer && (await newer)) return networkFirst(event.request);
+  return cacheFirst(event.request);
 }
 
 async function config(request) {

@@ -13,6 +13,7 @@ survives a reload. Opened from disk (``file://``), the page says it must be serv
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import secrets
@@ -178,6 +179,8 @@ def test_dist_holds_the_page_and_no_secret(dist_site, stack):
     for file in dist.rglob("*"):
         if file.is_file():
             data = file.read_bytes()
+            if file.suffix == ".gz":
+                data = gzip.decompress(data)  # (a secret must not hide in a compressed copy)
             for secret in (stack["token"], stack["admin_password"], stack["demo_password"]):
                 assert secret.encode() not in data, f"{file} holds a secret"
 
@@ -270,6 +273,24 @@ def test_nginx_sends_the_headers_a_meta_tag_cannot_carry(dist_site):
         assert "immutable" in response.headers["Cache-Control"]
     with urllib.request.urlopen(origin + "/static/runtime/micropython/micropython.wasm") as r:
         assert r.headers["Content-Type"] == "application/wasm"
+
+
+def test_nginx_sends_the_precompressed_copy_to_a_browser_that_accepts_gzip(dist_site):
+    """make dist's .gz beside a stamped file goes out gzipped (the same bytes once
+    decompressed, the same type); without Accept-Encoding the file goes out as it is."""
+    origin, dist = dist_site["servers"]["nginx"].origin, dist_site["dist"]
+    for path in ("static/runtime/micropython/micropython.wasm", "bytecode.mpy"):
+        plain = (dist / path).read_bytes()
+        assert (dist / (path + ".gz")).is_file(), path
+        asked = urllib.request.Request(origin + "/" + path, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(asked) as r:
+            assert r.headers["Content-Encoding"] == "gzip", path
+            assert "Accept-Encoding" in r.headers["Vary"]
+            assert "immutable" in r.headers["Cache-Control"]
+            body = r.read()
+        assert len(body) < len(plain) and gzip.decompress(body) == plain, path
+        with urllib.request.urlopen(origin + "/" + path) as r:
+            assert r.headers["Content-Encoding"] is None and r.read() == plain, path
 
 
 def test_with_no_token_the_built_page_asks_for_one_for_its_directus(open_page, dist_site):

@@ -5,8 +5,10 @@ build)."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -147,3 +149,23 @@ def test_the_page_server_answers_config_json_with_the_local_stack_never_stored(t
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_precompress_writes_a_gz_beside_stamped_files_that_compress_well(tmp_path):
+    runtime = tmp_path / "static" / "runtime" / "micropython"
+    runtime.mkdir(parents=True)
+    wasm = bytes(range(256)) * 64  # 16 kB that compresses
+    (runtime / "micropython.wasm").write_bytes(wasm)
+    (runtime / "random.bin").write_bytes(os.urandom(4096))  # does not compress
+    (runtime / "tiny.mjs").write_bytes(b"export {};")  # too small to bother
+    (tmp_path / "bytecode.mpy").write_bytes(b"M" * 4096)
+    (tmp_path / "index.html").write_text("<p>" * 4096)  # not stamped: revalidated, never .gz
+
+    written = build.precompress(tmp_path)
+
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "bytecode.mpy.gz",
+        "static/runtime/micropython/micropython.wasm.gz",
+    ]
+    assert gzip.decompress((runtime / "micropython.wasm.gz").read_bytes()) == wasm
+    assert build.precompress(tmp_path) == written  # again: the same files, no .gz.gz

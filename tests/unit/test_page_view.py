@@ -8,7 +8,7 @@ The live query and the list are fakes with the interfaces the view uses (the lib
 
 import asyncio
 
-from page.view import LARGE, LiveView
+from page.view import LARGE, SAVED_WAIT_MS, LiveView
 
 
 class Data:
@@ -169,6 +169,71 @@ def test_the_rows_of_a_snapshot_are_shown_in_a_later_task():
     assert rows.calls == [] and len(spawned) == 1  # (the page opens its socket meanwhile)
     asyncio.run(spawned[0])
     assert rows.calls == [("show_many", 2), ("show_many", 1)] and marks.current == "true"
+
+
+class Timer:
+    """A one-shot timer that fires when the test says so."""
+
+    def __init__(self, callback) -> None:
+        self.callback = callback
+        self.started = []
+        self.cancelled = 0
+
+    def start(self, ms) -> None:
+        self.started.append(ms)
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+
+
+def make_waiting():
+    """A view with a timer, and the live query holding a restored snapshot of two rows."""
+    spawned, timers = [], []
+    live, rows, marks = Live(), Rows(), Data()
+    live.rows = [row(1), row(2)]
+
+    def timer(callback):
+        timers.append(Timer(callback))
+        return timers[-1]
+
+    view = LiveView(live, rows, marks, spawned.append, None, timer)
+    live.emit(Change("restore", added=[row(1), row(2)], current=False))
+    return view, live, rows, marks, spawned, timers[0]
+
+
+def test_the_rows_of_a_snapshot_wait_for_the_servers_and_are_drawn_once_with_them():
+    view, live, rows, marks, spawned, timer = make_waiting()
+    assert rows.calls == [] and spawned == [] and timer.started == [SAVED_WAIT_MS]
+
+    live.rows = [row(2), row(3)]  # the server's rows: one gone, one new
+    live.emit(Change("catch-up", added=[row(3)], removed=["id-1"], current=True))
+    assert timer.cancelled == 1 and len(spawned) == 1
+    asyncio.run(spawned[0])
+    # one batch, what the live query holds now: nothing drawn and taken out again
+    assert rows.calls == [("show_many", 2)] and set(rows.shown) == {"id-2", "id-3"}
+    assert marks.current == "true"
+
+
+def test_the_rows_of_a_snapshot_are_drawn_alone_when_the_servers_are_late():
+    view, live, rows, marks, spawned, timer = make_waiting()
+    timer.callback()  # the wait is over
+    assert len(spawned) == 1
+    asyncio.run(spawned[0])
+    assert rows.calls == [("show_many", 2)] and marks.current == "false"
+
+    live.emit(Change("catch-up", added=[row(3)], removed=["id-1"], current=True))
+    assert rows.calls[1:] == [("remove", "id-1"), ("show", "id-3")]
+    assert marks.current == "true"
+
+
+def test_the_page_can_have_the_rows_of_a_snapshot_drawn_at_once():
+    view, live, rows, _, spawned, timer = make_waiting()
+    view.show_saved()  # e.g. the socket is authenticated, or down
+    assert timer.cancelled == 1 and len(spawned) == 1
+    asyncio.run(spawned[0])
+    assert rows.calls == [("show_many", 2)]
+    view.show_saved()  # (once)
+    assert len(spawned) == 1
 
 
 def test_close_stops_listening():
