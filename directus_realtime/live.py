@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from .client import RealtimeClient, Subscription
 
 
-# A read's reply with more rows than this is applied in a task of its own: on MicroPython a page
-# of 1,000 rows takes about 10 ms to decode in the socket's message task and 15-25 ms to apply.
+# A read's reply with more rows than this is applied in a task of its own: on MicroPython,
+# decoding a page of rows and applying it in the socket's message task made one long task.
 APPLY_LATER_ROWS = 100
 
 # Collections whose key Directus numbers itself (it refused a client-chosen id): creates are

@@ -109,8 +109,8 @@ class Page:
         """The store of the library's outbox: this tab's writes, and those of tabs that are
         gone (a previous visit), which this tab takes over and sends."""
         browser.hold_tab_lock(self.tab)
-        # (Asking Web Locks which tabs are alive costs a load about 10 ms: asked only when
-        # there are other tabs' writes to take over.)
+        # (Asking Web Locks which tabs are alive delays the socket: asked only when there are
+        # other tabs' writes to take over.)
         if self.outbox.others_waiting():
             self.outbox.claim(await browser.live_tabs())
         return self.outbox

@@ -17,7 +17,7 @@ import json
 PREFIX = "directus-realtime:snapshot:"  # + the Directus URL
 SAVE_DELAY_MS = 1000
 MAX_ROWS = 1000  # about 160 kB of messages
-# Rows the write-behind serialises per browser task: 1,000 at once took 85-106 ms on MicroPython
+# Rows the write-behind serialises per browser task: all at once was a long task on MicroPython
 # with a long window held (its allocations make it collect the whole heap again and again).
 SLICE_ROWS = 200
 
