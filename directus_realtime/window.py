@@ -200,13 +200,7 @@ def _sorted(
     order (or reversed): checked first (``_direction``), as a sort with a Python comparison of
     a long window holds the page on MicroPython. Otherwise a merge sort: MicroPython's
     ``list.sort`` is not stable, and descending strings have no key that negates them."""
-    direction = _direction(items, cmp, first)
-    if direction > 0:
-        return items
-    if direction < 0:
-        items.reverse()
-        return items
-    return _merge_sort(items, cmp)
+    return _in_direction(items, _direction(items, cmp, first), cmp)
 
 
 def _direction(
